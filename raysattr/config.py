@@ -1,0 +1,254 @@
+"""Run configuration: a dataclass schema merged from defaults, a YAML file and dotlist overrides.
+
+`load("configs/demo.yaml", ["attribution.n_steps=32"])` returns a validated, plain `RunConfig`
+(no OmegaConf objects leak into the stages). Unknown keys and wrong types raise `ConfigError`,
+which names the key and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+SCHEMES = ("residue", "kmer", "text")
+LONG_POLICIES = ("truncate", "window", "error")
+FORMATS = ("auto", "parquet", "csv", "fasta", "jsonl")
+DTYPES = ("float32", "bfloat16")
+BASELINES = ("pad", "mask", "unk")
+OUTPUTS = ("prob", "logit")
+INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right")
+_TARGET_RE = re.compile(r"^(predicted|label|all|class:\d+)$")
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, has the wrong type or an invalid value."""
+
+
+@dataclass
+class DataConfig:
+    """Where the sequences come from and which columns hold what."""
+
+    uri: str = "outputs/demo/data/dna.parquet"
+    format: str = "auto"
+    id_column: str = "id"
+    sequence_column: str = "sequence"
+    label_column: str | None = "label"
+    passthrough_columns: list[str] = field(default_factory=list)
+    csv_delimiter: str = ","
+    limit: int | None = None
+
+
+@dataclass
+class TokenizeConfig:
+    """How sequences become tokens, and what happens past the model's maximum length."""
+
+    scheme: str = "kmer"
+    k: int = 6
+    max_length: int | None = None  # content tokens; None = the model's limit
+    long_policy: str = "truncate"
+    window_stride: int | None = None  # content tokens between window starts; None = half a window
+    uppercase: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Which classifier to explain and how to load it."""
+
+    path: str = "outputs/demo/model"
+    tokenizer: str | None = None  # defaults to `path`
+    dtype: str = "float32"  # compute dtype; bfloat16 = autocast
+    revision: str | None = None
+    allow_pickle: bool = False  # allow *.bin (pickle) weights when no safetensors exist
+    trust_remote_code: bool = False
+    cache_dir: str | None = None  # local cache for s3:// models
+
+
+@dataclass
+class AttributionConfig:
+    """Which attribution method to run and how precisely."""
+
+    method: str = "lig"
+    target: str = "predicted"  # predicted | label | class:N | all
+    output: str = "prob"  # prob | logit
+    baseline: str = "pad"
+    n_steps: int = 50
+    integration_method: str = "gausslegendre"
+    token_budget: int | None = None  # token evaluations per forward/backward chunk; None = learned
+    max_batch_rows: int = 64
+    delta_tolerance: float = 0.05  # |delta| relative to |F(x) - F(x')|
+    adaptive_steps: bool = False
+    max_steps: int = 400
+    compare_method: str = "lig"  # attribution the `attention` method is compared against
+
+
+@dataclass
+class ComputeConfig:
+    """Ray resources: one model replica per actor."""
+
+    min_actors: int = 1
+    max_actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    rows_per_call: int = 256
+    rows_per_block: int = 512
+    address: str | None = None  # Ray address; None = RAY_ADDRESS or in-process
+
+
+@dataclass
+class OutputConfig:
+    """Where results go."""
+
+    uri: str = "outputs/demo"
+    mode: str = "resume"  # resume | overwrite
+
+
+@dataclass
+class StatsConfig:
+    """Dataset-wide statistics (filled in by the statistics issue)."""
+
+    enabled: bool = True
+    kmer_sizes: list[int] = field(default_factory=lambda: [4, 5, 6, 7, 8])
+    top_motifs: int = 50
+
+
+@dataclass
+class ReportConfig:
+    """HTML report (filled in by the report issue)."""
+
+    enabled: bool = True
+    top_n: int = 20
+
+
+@dataclass
+class RunConfig:
+    """A whole run."""
+
+    name: str = "demo"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Merge defaults, a YAML file and `key=value` overrides into a validated `RunConfig`.
+
+    Raises:
+        ConfigError: a key is unknown, a value has the wrong type or is out of range.
+    """
+    merged = OmegaConf.structured(RunConfig)
+    layers = []
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file not found: {path}")
+        layers.append(("file " + str(path), lambda: OmegaConf.load(path)))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        layers.append((f"override {item!r}", lambda item=item: OmegaConf.from_dotlist([item])))
+    for where, make in layers:
+        try:
+            merged = OmegaConf.merge(merged, make())
+        except OmegaConfBaseException as exc:
+            raise ConfigError(_explain(exc, where)) from None
+    cfg = OmegaConf.to_object(merged)
+    validate(cfg)
+    return cfg
+
+
+def _explain(exc: OmegaConfBaseException, where: str) -> str:
+    key = getattr(exc, "full_key", None) or "?"
+    message = str(exc).splitlines()[0]
+    valid = _valid_keys(key)
+    hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+    return f"{where}: key {key!r}: {message}{hint}"
+
+
+def _valid_keys(full_key: str) -> list[str]:
+    """Names of the fields next to `full_key` (the section it sits in)."""
+    node: Any = RunConfig
+    prefix = []
+    for part in full_key.split(".")[:-1]:
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields or not isinstance(fields[part].default_factory, type):
+            break
+        node = fields[part].default_factory
+        prefix.append(part)
+    return [".".join([*prefix, f.name]) for f in dataclasses.fields(node)]
+
+
+def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+def _check_positive(key: str, value: float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check values the type system cannot (choices, ranges, consistency)."""
+    _check_choice("data.format", cfg.data.format, FORMATS)
+    _check_choice("tokenize.scheme", cfg.tokenize.scheme, SCHEMES)
+    _check_choice("tokenize.long_policy", cfg.tokenize.long_policy, LONG_POLICIES)
+    _check_choice("model.dtype", cfg.model.dtype, DTYPES)
+    _check_choice("attribution.baseline", cfg.attribution.baseline, BASELINES)
+    _check_choice("attribution.output", cfg.attribution.output, OUTPUTS)
+    _check_choice(
+        "attribution.integration_method", cfg.attribution.integration_method, INTEGRATION_METHODS
+    )
+    _check_choice("output.mode", cfg.output.mode, ("resume", "overwrite"))
+    if not _TARGET_RE.match(cfg.attribution.target):
+        raise ConfigError(
+            f"attribution.target={cfg.attribution.target!r} is not one of "
+            "predicted, label, all, class:N"
+        )
+    if cfg.attribution.target == "label" and not cfg.data.label_column:
+        raise ConfigError("attribution.target='label' needs data.label_column")
+    if not 1 <= cfg.tokenize.k <= 8:
+        raise ConfigError(f"tokenize.k={cfg.tokenize.k} must be between 1 and 8")
+    for key in ("tokenize.max_length", "tokenize.window_stride", "attribution.n_steps",
+                "attribution.token_budget", "attribution.max_batch_rows", "attribution.max_steps",
+                "compute.min_actors", "compute.rows_per_call", "compute.rows_per_block",
+                "data.limit"):
+        section, name = key.split(".")
+        _check_positive(key, getattr(getattr(cfg, section), name))
+    _check_positive("attribution.delta_tolerance", cfg.attribution.delta_tolerance)
+    _check_positive("compute.gpus_per_actor", cfg.compute.gpus_per_actor, allow_zero=True)
+    _check_positive("compute.cpus_per_actor", cfg.compute.cpus_per_actor, allow_zero=True)
+    if cfg.compute.max_actors < cfg.compute.min_actors:
+        raise ConfigError(
+            f"compute.max_actors={cfg.compute.max_actors} < compute.min_actors="
+            f"{cfg.compute.min_actors}"
+        )
+    if cfg.attribution.max_steps < cfg.attribution.n_steps:
+        raise ConfigError("attribution.max_steps must be >= attribution.n_steps")
+    _validate_method(cfg.attribution.method, "attribution.method")
+    _validate_method(cfg.attribution.compare_method, "attribution.compare_method")
+
+
+def _validate_method(name: str, key: str) -> None:
+    # Imported lazily: the registry imports torch/captum, which config users may not need.
+    from raysattr.attribution.registry import available_methods
+
+    if name not in available_methods():
+        raise ConfigError(f"{key}={name!r} is not one of {', '.join(available_methods())}")
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Plain nested dict (for provenance in outputs)."""
+    return dataclasses.asdict(cfg)
