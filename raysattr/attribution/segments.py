@@ -32,11 +32,12 @@ class Segment:
 
 
 def window_starts(n_tokens: int, window: int, stride: int) -> list[int]:
-    """Starts of windows of `window` tokens every `stride`, the last one ending at `n_tokens`."""
+    """Starts of windows of `window` tokens, at most `stride` apart, the first at 0 and the last
+    ending at `n_tokens`, spread evenly so every overlap is about the same size."""
     if n_tokens <= window:
         return [0]
-    starts = list(range(0, n_tokens - window, stride))
-    return [*starts, n_tokens - window]
+    count = -(-(n_tokens - window) // stride) + 1
+    return np.linspace(0, n_tokens - window, count).round().astype(int).tolist()
 
 
 def make_segments(row_index: int, row: TokenizedRow, cls_id: int, sep_id: int, max_tokens: int,

@@ -1,0 +1,293 @@
+"""The batched engine against the one-at-a-time recipe, for every registered method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import LayerIntegratedGradients
+
+from raysattr.attribution import AttributionEngine, EngineSettings, available_methods, get_method
+from raysattr.tokenize import TokenizedRow, make_tokenizer, residue_sums
+
+from .factories import random_dna_model
+
+METHODS = available_methods()
+
+
+@pytest.fixture(scope="module")
+def dna(tmp_path_factory):
+    loaded = random_dna_model(tmp_path_factory.mktemp("random-dna"), k=3, max_positions=48)
+    return loaded, make_tokenizer("kmer", loaded.tokenizer, k=3)
+
+
+@pytest.fixture(scope="module")
+def rows(dna):
+    _, tok = dna
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACGT"), n)) for n in (9, 30, 14, 41, 22, 5)]
+    return [tok(s) for s in seqs]
+
+
+def run(dna, rows, labels=None, **settings):
+    loaded, _ = dna
+    settings.setdefault("n_steps", 8)
+    return AttributionEngine(loaded, EngineSettings(**settings)).run(rows, labels)
+
+
+def test_unknown_method_lists_available():
+    with pytest.raises(ValueError, match="available: .*lig"):
+        get_method("gradcam")
+
+
+def test_registry_has_every_designed_method():
+    assert set(METHODS) >= {"lig", "lig_multi", "ig", "saliency", "input_x_gradient", "deeplift",
+                            "layer_conductance", "attention"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_gives_one_result_per_row_with_aligned_shapes(dna, rows, method):
+    results = run(dna, rows, method=method)
+    assert [r.row_index for r in results] == list(range(len(rows)))
+    for r, row in zip(results, rows, strict=True):
+        assert r.status == "ok", r.error
+        assert len(r.token_ids) == len(r.token_attr) == row.n_tokens + 2
+        assert len(r.residue_attr) == row.length
+        assert np.isfinite(r.token_attr).all() and np.isfinite(r.residue_attr).all()
+        assert np.abs(r.token_attr).sum() > 0
+        for value in r.extras.values():
+            assert np.ndim(value) == 0 or np.shape(value)[-1] == row.n_tokens + 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_equals_one_at_a_time(dna, rows, method):
+    batched = run(dna, rows, method=method, token_budget=100_000)
+    single = run(dna, rows, method=method, max_batch_rows=1)
+    for b, s in zip(batched, single, strict=True):
+        # 1e-5 of the row's largest score; 1e-10 absorbs float32 summation order on rows whose
+        # scores are themselves ~1e-6 (DeepLift on a random model).
+        scale = np.abs(s.token_attr).max()
+        np.testing.assert_allclose(b.token_attr, s.token_attr, rtol=0, atol=1e-5 * scale + 1e-10)
+        for key, value in s.extras.items():
+            np.testing.assert_allclose(b.extras[key], value, rtol=1e-5, atol=1e-6)
+
+
+def oracle_lig(loaded, row, target, n_steps):
+    """The seeds' recipe with the corrected forward: one value per row, one sequence at a time."""
+    sp = loaded.special_ids()
+
+    def forward(ids):
+        return torch.softmax(loaded.model(input_ids=ids).logits, dim=-1)[:, target]
+
+    ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]])
+    base = torch.tensor([[sp["cls"]] + [sp["pad"]] * row.n_tokens + [sp["sep"]]])
+    lig = LayerIntegratedGradients(forward, loaded.embeddings)
+    attr, delta = lig.attribute(ids, base, n_steps=n_steps, method="gausslegendre",
+                                return_convergence_delta=True)
+    return attr.sum(-1)[0].detach().numpy(), float(delta)
+
+
+def test_lig_matches_the_corrected_seed_recipe(dna, rows):
+    loaded, _ = dna
+    for r, row in zip(run(dna, rows, method="lig", n_steps=16), rows, strict=True):
+        expected, delta = oracle_lig(loaded, row, r.target, 16)
+        np.testing.assert_allclose(r.token_attr, expected, rtol=1e-5,
+                                   atol=1e-5 * np.abs(expected).max())
+        assert r.delta == pytest.approx(delta, abs=1e-6)
+
+
+def test_seed_forward_breaks_completeness_where_raysattr_holds(dna, rows):
+    """`softmax(logits)[0][0]` differentiates only the first interpolation step."""
+    loaded, _ = dna
+    sp = loaded.special_ids()
+    row = rows[3]
+    ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]])
+    base = torch.tensor([[sp["cls"]] + [sp["pad"]] * row.n_tokens + [sp["sep"]]])
+
+    def seed_forward(x):
+        return torch.softmax(loaded.model(x)[0], dim=1)[0][0].unsqueeze(-1)
+
+    seed_attr, seed_delta = LayerIntegratedGradients(seed_forward, loaded.embeddings).attribute(
+        ids, base, n_steps=50, return_convergence_delta=True)
+    ours = run(dna, [row], method="lig", n_steps=50, target="class:0")[0]
+    gap = float(ours.token_attr.sum() - ours.delta)  # F(x) - F(x')
+    assert abs(gap) > 1e-4
+    assert ours.delta_rel < 0.01
+    assert abs(float(seed_delta)) > 0.5 * abs(gap)  # completeness fails for the seed recipe
+    seed_map = seed_attr.sum(-1)[0].detach().numpy()
+    cosine = seed_map @ ours.token_attr / np.linalg.norm(seed_map) / np.linalg.norm(ours.token_attr)
+    assert cosine < 0.999
+
+
+def test_targets_all_label_and_fixed_class(dna, rows):
+    every = run(dna, rows, method="saliency", target="all")
+    assert [(r.row_index, r.target) for r in every] == [(i, c) for i in range(6) for c in (0, 1)]
+    labels = [1, 0, 1, None, 0, 1]
+    by_label = run(dna, rows, labels, method="saliency", target="label")
+    assert [r.target for r in by_label if r.ok] == [1, 0, 1, 0, 1]
+    assert by_label[3].status == "invalid_target" and "no label" in by_label[3].error
+    fixed = run(dna, rows, method="saliency", target="class:1")
+    assert all(r.target == 1 for r in fixed)
+    bad = run(dna, rows, method="saliency", target="class:5")
+    assert {r.status for r in bad} == {"invalid_target"}
+
+
+def test_predicted_target_is_the_argmax(dna, rows):
+    for r in run(dna, rows, method="saliency"):
+        assert r.target == r.pred == int(np.argmax(r.probs))
+        assert r.probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("baseline", ["mask", "unk"])
+def test_other_baselines_change_the_map(dna, rows, baseline):
+    pad = run(dna, rows[:2], method="lig")
+    other = run(dna, rows[:2], method="lig", baseline=baseline)
+    assert not np.allclose(pad[1].token_attr, other[1].token_attr)
+    assert other[1].delta_rel < 0.05
+
+
+def test_logit_output_changes_scale(dna, rows):
+    prob = run(dna, rows[:1], method="lig")[0]
+    logit = run(dna, rows[:1], method="lig", output="logit")[0]
+    assert not np.allclose(prob.token_attr, logit.token_attr)
+
+
+def test_error_rows_pass_through_in_order(dna, rows):
+    _, tok = dna
+    mixed = [rows[0], tok(""), rows[1], tok("AC")]
+    results = run(dna, mixed, method="saliency")
+    assert [r.status for r in results] == ["ok", "empty_sequence", "ok", "too_short"]
+
+
+def test_out_of_memory_backs_off_and_loses_no_row(dna, rows):
+    loaded, _ = dna
+    calls = []
+
+    def hook(n_rows, seq_len):
+        calls.append((n_rows, seq_len))
+        if n_rows * seq_len > 45:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory")
+
+    engine = AttributionEngine(loaded, EngineSettings(method="lig", n_steps=4,
+                                                      token_budget=100_000), fault_hook=hook)
+    results = engine.run(rows)
+    assert [r.status for r in results] == ["ok"] * len(rows)
+    assert engine.budget.oom_count > 0 and engine.budget.value < 100_000
+    reference = run(dna, rows, method="lig", n_steps=4)
+    for a, b in zip(results, reference, strict=True):
+        np.testing.assert_allclose(a.token_attr, b.token_attr, atol=1e-6)
+
+
+def test_a_row_that_never_fits_becomes_an_oom_error_row(dna, rows):
+    loaded, _ = dna
+
+    def hook(n_rows, seq_len):
+        if seq_len > 30:
+            raise torch.OutOfMemoryError("injected")
+
+    engine = AttributionEngine(loaded, EngineSettings(method="saliency"), fault_hook=hook)
+    statuses = [r.status for r in engine.run(rows)]
+    assert statuses == ["ok", "ok", "ok", "oom", "ok", "ok"]
+
+
+def test_other_failures_are_isolated_to_their_row(dna, rows):
+    loaded, _ = dna
+    bad_len = rows[2].n_tokens + 2
+
+    def hook(n_rows, seq_len):
+        if n_rows == 1 and seq_len == bad_len:
+            raise ValueError("poisoned row")
+        if n_rows > 1 and seq_len >= bad_len:
+            raise ValueError("poisoned batch")
+
+    engine = AttributionEngine(loaded, EngineSettings(method="saliency"), fault_hook=hook)
+    results = engine.run(rows)
+    assert results[2].status == "attribution_failed" and "poisoned row" in results[2].error
+    assert sum(r.ok for r in results) == len(rows) - 1
+
+
+def test_adaptive_steps_refine_only_rows_over_tolerance(dna, rows):
+    fixed = run(dna, rows, method="lig", n_steps=2, integration_method="riemann_left")
+    adaptive = run(dna, rows, method="lig", n_steps=2, integration_method="riemann_left",
+                   adaptive_steps=True, delta_tolerance=0.02, max_steps=64)
+    assert max(r.n_steps for r in adaptive) > 2
+    for f, a in zip(fixed, adaptive, strict=True):
+        if f.delta_rel <= 0.02:
+            assert a.n_steps == 2
+        else:
+            assert a.delta_rel <= 0.02 or a.n_steps == 64
+            assert a.delta_rel < f.delta_rel
+
+
+def test_long_rows_window_truncate_or_fail(dna):
+    loaded, tok = dna
+    rng = np.random.default_rng(3)
+    long_row = tok("".join(rng.choice(list("ACGT"), 100)))  # 98 tokens > 46
+    windowed = run(dna, [long_row], method="lig", long_policy="window")[0]
+    assert windowed.ok and windowed.windows == 4 and not windowed.truncated
+    assert len(windowed.residue_attr) == 100 and len(windowed.token_attr) == 100
+    truncated = run(dna, [long_row], method="lig", long_policy="truncate")[0]
+    assert truncated.truncated and truncated.windows == 1
+    assert len(truncated.token_attr) == loaded.max_content_tokens + 2
+    assert len(truncated.residue_attr) == loaded.max_content_tokens + 2  # k=3 covers 2 more
+    refused = run(dna, [long_row], method="lig", long_policy="error")[0]
+    assert refused.status == "too_long" and "46" in refused.error
+
+
+def test_windows_are_stitched_as_the_mean_of_standalone_windows(dna):
+    _, tok = dna
+    rng = np.random.default_rng(4)
+    row = tok("".join(rng.choice(list("ACGT"), 40)))  # 38 tokens, windows of 30: starts 0 and 8
+    windowed = run(dna, [row], method="lig", long_policy="window", max_length=30,
+                   target="class:0")[0]
+    assert windowed.windows == 2
+    sums, counts = np.zeros(row.length), np.zeros(row.length)
+    for start in (0, 8):
+        part = TokenizedRow(row.content_ids[start : start + 30], row.spans[start : start + 30],
+                            row.residues)
+        alone = run(dna, [part], method="lig", target="class:0")[0]
+        s, c = residue_sums(alone.token_attr[1:-1], part.spans, row.length)
+        sums, counts = sums + s, counts + c
+    np.testing.assert_allclose(windowed.residue_attr, sums / counts, rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16_autocast_stays_close_to_float32(dna, rows):
+    fp32 = run(dna, rows, method="lig")
+    bf16 = run(dna, rows, method="lig", dtype="bfloat16")
+    for a, b in zip(fp32, bf16, strict=True):
+        cosine = a.token_attr @ b.token_attr / np.linalg.norm(a.token_attr) / np.linalg.norm(
+            b.token_attr)
+        assert cosine > 0.99
+
+
+def test_lig_multi_parts_sum_to_the_total(dna, rows):
+    r = run(dna, rows[:2], method="lig_multi")[1]
+    parts = sum(r.extras[f"token_attr_{p}"] for p in ("word", "position", "token_type"))
+    np.testing.assert_allclose(parts, r.token_attr, atol=1e-6)
+    assert np.abs(r.extras["token_attr_token_type"]).max() == 0  # one segment: no difference
+
+
+def test_layer_conductance_matrix_and_convergence(dna, rows):
+    coarse = run(dna, rows[:2], method="layer_conductance", n_steps=16)[1]
+    fine = run(dna, rows[:2], method="layer_conductance", n_steps=128)[1]
+    matrix = fine.extras["layer_attr"]
+    assert matrix.shape == (2, rows[1].n_tokens + 2)
+    np.testing.assert_allclose(matrix.mean(axis=0), fine.token_attr, atol=1e-6)
+    # Conductance converges slowly (about 1/n_steps, measured): the delta must shrink with steps.
+    assert fine.delta_rel < coarse.delta_rel / 4
+
+
+def test_attention_agreement_columns(dna, rows):
+    r = run(dna, rows[:2], method="attention")[1]
+    assert r.extras["attention_last"].sum() > 0
+    for key in ("cosine_raw", "cosine_norm", "cosine_median", "cosine_mean", "cosine_rank",
+                "spearman", "top_overlap"):
+        for layer in ("last", "all"):
+            value = r.extras[f"agree_{layer}_{key}"]
+            assert -1.0 - 1e-6 <= value <= 1.0 + 1e-6, key
+
+
+def test_deeplift_stores_its_delta(dna, rows):
+    results = run(dna, rows, method="deeplift")
+    assert all(np.isfinite(r.delta) for r in results)
+    assert all(np.isnan(r.delta) for r in run(dna, rows, method="saliency"))
