@@ -1,0 +1,150 @@
+"""The pipeline's stages as plain callables on Arrow tables. None imports Ray: `plan.py` wires
+them into Ray Data, and tests can call them on a table directly.
+
+    read_files -> TokenizeStage -> AttributeStage (one model replica) -> WriteStage
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.config import RunConfig
+from raysattr.io.fs import filesystem
+from raysattr.io.sources import read_file
+from raysattr.io.writer import results_to_table
+from raysattr.models import load_model
+from raysattr.tokenize import TokenizedRow, error_row, make_tokenizer
+
+FAULT_EXIT_ENV = "RAYSATTR_FAULT_EXIT_AT"  # "N": the attribute actor exits on its Nth batch...
+FAULT_MARKER_ENV = "RAYSATTR_FAULT_MARKER"  # ...once: this file records that it already did
+
+
+def read_files(batch: pa.Table, cfg: RunConfig, done_ids: frozenset = frozenset()) -> Iterator:
+    """Read every file named in `batch["uri"]`; rows whose id is in `done_ids` are skipped."""
+    for uri in batch.column("uri").to_pylist():
+        for table in read_file(uri, cfg.data):
+            if done_ids:
+                keep = [i not in done_ids for i in table.column("id").to_pylist()]
+                table = table.filter(pa.array(keep, pa.bool_()))
+            if table.num_rows:
+                yield table
+
+
+def length_bucket(n_tokens: int) -> int:
+    """Power-of-two bucket of the framed length (`n_tokens + 2`), e.g. 64, 128, 256."""
+    return 1 << max(4, int(np.ceil(np.log2(max(n_tokens + 2, 1)))))
+
+
+class TokenizeStage:
+    """Sequence -> token ids, residue spans and length bucket (CPU)."""
+
+    def __init__(self, cfg: RunConfig):
+        from transformers import AutoTokenizer
+
+        from raysattr.models import resolve_local
+
+        path = resolve_local(cfg.model.tokenizer or cfg.model.path, cfg.model.cache_dir)
+        hf = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+        t = cfg.tokenize
+        self.tokenizer = make_tokenizer(t.scheme, hf, t.k, t.uppercase)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        rows = [self._one(seq, err) for seq, err in zip(
+            table.column("sequence").to_pylist(), table.column("read_error").to_pylist(),
+            strict=True)]
+        return table.drop_columns(["read_error"]).append_column(
+            "content_ids", pa.array([r.content_ids for r in rows], pa.list_(pa.int64()))
+        ).append_column(
+            "spans", pa.array([r.spans.reshape(-1) for r in rows], pa.list_(pa.int32()))
+        ).append_column(
+            "residues", pa.array([r.residues for r in rows], pa.string())
+        ).append_column(
+            "n_unknown", pa.array([r.n_unknown for r in rows], pa.int32())
+        ).append_column(
+            "status", pa.array([r.error_code or "ok" for r in rows], pa.string())
+        ).append_column(
+            "error", pa.array([r.error for r in rows], pa.string())
+        ).append_column(
+            "bucket", pa.array([length_bucket(r.n_tokens) for r in rows], pa.int32())
+        )
+
+    def _one(self, sequence, read_error) -> TokenizedRow:
+        if read_error:
+            return error_row("invalid_encoding", read_error)
+        return self.tokenizer(sequence)
+
+
+def rows_from_table(table: pa.Table) -> list[TokenizedRow]:
+    """Rebuild `TokenizedRow`s from the tokenize stage's columns."""
+    rows = []
+    for ids, spans, residues, unk, status, error in zip(
+        *(table.column(c).to_pylist() for c in
+          ("content_ids", "spans", "residues", "n_unknown", "status", "error")), strict=True):
+        row = TokenizedRow(np.asarray(ids, np.int64), np.asarray(spans, np.int32).reshape(-1, 2),
+                           residues or "", unk)
+        if status != "ok":
+            row.error_code, row.error = status, error
+        rows.append(row)
+    return rows
+
+
+class AttributeStage:
+    """One model replica; attributes each block it receives (sorted and micro-batched inside)."""
+
+    def __init__(self, cfg: RunConfig, run_id: str):
+        import torch
+
+        device = "cuda" if cfg.compute.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
+        method = cfg.attribution.method
+        needs_eager = method == "attention"
+        self.loaded = load_model(cfg.model, device, "eager" if needs_eager else None)
+        self.engine = AttributionEngine(self.loaded, EngineSettings.from_config(cfg))
+        self.cfg, self.run_id, self.calls = cfg, run_id, 0
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.calls += 1
+        _maybe_inject_fault(self.calls)
+        labels = table.column("label").to_pylist() if "label" in table.column_names else None
+        results = self.engine.run(rows_from_table(table), labels)
+        provenance = {"run_id": self.run_id, "model_fingerprint": self.loaded.fingerprint}
+        return results_to_table(results, table, self.cfg.attribution.method, provenance)
+
+
+def _maybe_inject_fault(calls: int) -> None:
+    """Fault-injection hook for tests: kill this actor process on its Nth batch, once."""
+    at, marker = os.environ.get(FAULT_EXIT_ENV), os.environ.get(FAULT_MARKER_ENV)
+    if not at or not marker or calls != int(at) or Path(marker).exists():
+        return
+    Path(marker).write_text(str(os.getpid()))
+    os._exit(17)
+
+
+class WriteStage:
+    """Write each block of results as one parquet file, named by its content so a retried block
+    overwrites its own file instead of duplicating it; return a small per-row summary."""
+
+    SUMMARY_COLUMNS = ("id", "status", "delta_rel", "n_steps", "pred", "target", "run_id",
+                       "model_fingerprint")
+
+    def __init__(self, output_uri: str):
+        self.fs, root = filesystem(output_uri)
+        self.directory = root.rstrip("/") + "/attributions"
+        self.fs.makedirs(self.directory, exist_ok=True)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        ids = "\n".join(sorted(table.column("id").to_pylist()))
+        name = hashlib.sha1(ids.encode()).hexdigest()[:20]
+        path = f"{self.directory}/part-{name}.parquet"
+        tmp = f"{self.directory}/.tmp-{name}-{os.getpid()}.parquet"
+        with self.fs.open(tmp, "wb") as handle:
+            pq.write_table(table, handle)
+        self.fs.mv(tmp, path)  # atomic locally; one PUT-and-copy on S3, readers never see halves
+        return table.select(list(self.SUMMARY_COLUMNS))
