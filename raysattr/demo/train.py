@@ -49,8 +49,8 @@ class TrainSpec:
     heads: int = 4
     intermediate: int = 128
     max_position_embeddings: int = 512
-    epochs: int = 6
-    lr: float = 2e-3
+    epochs: int = 5
+    lr: float = 1e-3
     batch_size: int = 32
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1

@@ -177,6 +177,9 @@ def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.T
     is_fasta = resolve_format(uri, cfg.format) == "fasta"
     seq_col = "sequence" if is_fasta else cfg.sequence_column
     id_col = "id" if is_fasta else cfg.id_column
+    if is_fasta and cfg.label_column and cfg.label_column not in table.column_names:
+        # FASTA labels are optional header words (`label=1`); records without one get null.
+        table = table.append_column(cfg.label_column, pa.nulls(table.num_rows, pa.int64()))
     wanted = [seq_col, *cfg.passthrough_columns] + ([cfg.label_column] if cfg.label_column else [])
     missing = [c for c in wanted if c not in table.column_names]
     if missing:

@@ -94,10 +94,17 @@ def build_dataset(cfg: RunConfig, files: list, done_ids: frozenset, run_id: str)
         num_cpus=c.cpus_per_actor,
         batch_size=c.rows_per_call,
         batch_format="pyarrow",
+        runtime_env=_fault_env(),
     )
     return ds.map_batches(WriteStage, fn_constructor_kwargs={"output_uri": cfg.output.uri},
                           batch_size=None, batch_format="pyarrow",
                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+
+
+def _fault_env() -> dict | None:
+    """Forward the fault-injection variables (tests) to the attribution actors."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("RAYSATTR_FAULT_")}
+    return {"env_vars": env} if env else None
 
 
 def run(cfg: RunConfig) -> RunResult:
