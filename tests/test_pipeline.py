@@ -215,3 +215,37 @@ def test_killed_actor_is_restarted_with_nothing_lost(ray_session, model_dir, tmp
     ids = read_attributions(str(tmp_path / "out")).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 160
     assert not os.environ.get("RAYSATTR_FAULT_EXIT_AT")
+
+
+def test_driver_killed_mid_run_then_rerun_is_complete(ray_session, model_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    table = dna_rows(400, seed=6)
+    pq.write_table(table, tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    args = [f"data.uri={tmp_path / 'in.parquet'}", f"model.path={model_dir}",
+            f"output.uri={out}", "tokenize.k=3", "attribution.n_steps=16",
+            "attribution.adaptive_steps=false", "compute.rows_per_block=20",
+            "compute.rows_per_call=20", "compute.max_actors=1", "data.passthrough_columns=[]",
+            "output.mode=resume"]
+    cli = Path(sys.executable).parent / "raysattr"
+    driver = subprocess.Popen([str(cli), "run", "configs/demo.yaml", *args],
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "attributions").glob("part-*"))) < 2:
+        assert driver.poll() is None, "the driver finished before it could be killed"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started in-process
+    driver.wait()
+    written = len(read_attributions(str(out)).column("id"))
+    assert 0 < written < 400
+    result = run(config(model_dir, tmp_path / "in.parquet", out, "output.mode=resume"))
+    assert result.summary["rows"]["skipped_done"] == written
+    assert result.summary["rows"]["out"] == 400 - written  # recomputed: only what was missing
+    ids = read_attributions(str(out)).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 400
