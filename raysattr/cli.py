@@ -17,7 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="attribute a dataset (Ray in-process unless RAY_ADDRESS)")
     run.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
-    run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. attribution.n_steps=32")
+    run.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. attribution.n_steps=32"
+    )
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
@@ -53,10 +55,19 @@ def _demo(out: str, overrides: list[str]) -> int:
     from raysattr.demo import build_demo
 
     built = build_demo(out)
-    print(f"demo data: {built['data_dir']}  model: {built['model_dir']} "
-          f"(held-out accuracy {built['metrics']['accuracy']:.3f})")
-    cfg = load(DEMO_CONFIG, [f"data.uri={built['data_path']}", f"model.path={built['model_dir']}",
-                             f"output.uri={out}", *overrides])
+    print(
+        f"demo data: {built['data_dir']}  model: {built['model_dir']} "
+        f"(held-out accuracy {built['metrics']['accuracy']:.3f})"
+    )
+    cfg = load(
+        DEMO_CONFIG,
+        [
+            f"data.uri={built['data_path']}",
+            f"model.path={built['model_dir']}",
+            f"output.uri={out}",
+            *overrides,
+        ],
+    )
     return _run(cfg)
 
 

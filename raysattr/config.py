@@ -221,10 +221,18 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("attribution.target='label' needs data.label_column")
     if not 1 <= cfg.tokenize.k <= 8:
         raise ConfigError(f"tokenize.k={cfg.tokenize.k} must be between 1 and 8")
-    for key in ("tokenize.max_length", "tokenize.window_stride", "attribution.n_steps",
-                "attribution.token_budget", "attribution.max_batch_rows", "attribution.max_steps",
-                "compute.min_actors", "compute.rows_per_call", "compute.rows_per_block",
-                "data.limit"):
+    for key in (
+        "tokenize.max_length",
+        "tokenize.window_stride",
+        "attribution.n_steps",
+        "attribution.token_budget",
+        "attribution.max_batch_rows",
+        "attribution.max_steps",
+        "compute.min_actors",
+        "compute.rows_per_call",
+        "compute.rows_per_block",
+        "data.limit",
+    ):
         section, name = key.split(".")
         _check_positive(key, getattr(getattr(cfg, section), name))
     _check_positive("attribution.delta_tolerance", cfg.attribution.delta_tolerance)

@@ -107,8 +107,9 @@ def _check_weights(local: str, allow_pickle: bool) -> None:
         raise ValueError(f"model.path={local!r} holds no weights (*.safetensors or *.bin)")
 
 
-def load_model(cfg: ModelConfig, device: str | torch.device = "cpu",
-               attn_implementation: str | None = None) -> LoadedModel:
+def load_model(
+    cfg: ModelConfig, device: str | torch.device = "cpu", attn_implementation: str | None = None
+) -> LoadedModel:
     """Load the classifier and tokenizer named by `cfg` onto `device`, in eval mode.
 
     Args:
@@ -127,15 +128,24 @@ def load_model(cfg: ModelConfig, device: str | torch.device = "cpu",
     if cfg.revision:
         kwargs["revision"] = cfg.revision
     model = AutoModelForSequenceClassification.from_pretrained(
-        local, use_safetensors=not cfg.allow_pickle or None,
-        attn_implementation=attn_implementation, **kwargs,
+        local,
+        use_safetensors=not cfg.allow_pickle or None,
+        attn_implementation=attn_implementation,
+        **kwargs,
     )
     tok_path = resolve_local(cfg.tokenizer, cfg.cache_dir) if cfg.tokenizer else local
     tokenizer = AutoTokenizer.from_pretrained(tok_path, **kwargs)
     model.to(device).eval()
     embeddings, word = find_embeddings(model)
-    return LoadedModel(model, tokenizer, embeddings, word, max_content_tokens(model, tokenizer),
-                       fingerprint(model), cfg.path)
+    return LoadedModel(
+        model,
+        tokenizer,
+        embeddings,
+        word,
+        max_content_tokens(model, tokenizer),
+        fingerprint(model),
+        cfg.path,
+    )
 
 
 def find_embeddings(model: nn.Module) -> tuple[nn.Module, nn.Embedding]:

@@ -124,8 +124,11 @@ class KmerTokenizer:
         if len(seq) < self.k:
             return error_row("too_short", f"{len(seq)} nt is shorter than k={self.k}", seq)
         n = len(seq) - self.k + 1
-        ids = np.fromiter((self.vocab.get(seq[i : i + self.k], self.unk_id) for i in range(n)),
-                          dtype=np.int64, count=n)
+        ids = np.fromiter(
+            (self.vocab.get(seq[i : i + self.k], self.unk_id) for i in range(n)),
+            dtype=np.int64,
+            count=n,
+        )
         starts = np.arange(n, dtype=np.int32)
         spans = np.stack([starts, starts + self.k], axis=1)
         return TokenizedRow(ids, spans, seq, int((ids == self.unk_id).sum()))
@@ -150,8 +153,9 @@ class ResidueTokenizer:
             return error_row("empty_sequence", "sequence is empty after removing '*'")
         ids = np.fromiter((self.vocab.get(c, self.unk_id) for c in seq), np.int64, len(seq))
         starts = np.arange(len(seq), dtype=np.int32)
-        return TokenizedRow(ids, np.stack([starts, starts + 1], axis=1), seq,
-                            int((ids == self.unk_id).sum()))
+        return TokenizedRow(
+            ids, np.stack([starts, starts + 1], axis=1), seq, int((ids == self.unk_id).sum())
+        )
 
 
 class TextTokenizer:

@@ -13,18 +13,31 @@ from raysattr.models import LoadedModel, load_model
 from raysattr.tokenize import build_kmer_vocab, build_protein_vocab
 
 
-def save_random_bert(out_dir: Path, vocab: list[str], num_labels: int = 2, seed: int = 0,
-                     hidden: int = 32, layers: int = 2, max_positions: int = 64) -> Path:
+def save_random_bert(
+    out_dir: Path,
+    vocab: list[str],
+    num_labels: int = 2,
+    seed: int = 0,
+    hidden: int = 32,
+    layers: int = 2,
+    max_positions: int = 64,
+) -> Path:
     """Write a random tiny `BertForSequenceClassification` and its tokenizer to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False).save_pretrained(
         out_dir
     )
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=max_positions, num_labels=num_labels,
-                        initializer_range=0.3)  # wide init: outputs that vary with input
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_positions,
+        num_labels=num_labels,
+        initializer_range=0.3,
+    )  # wide init: outputs that vary with input
     BertForSequenceClassification(config).save_pretrained(out_dir)
     return out_dir
 

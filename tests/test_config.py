@@ -18,8 +18,14 @@ def test_every_shipped_config_loads_and_validates(path):
 
 def test_seed_workloads_are_all_present():
     names = {p.stem for p in CONFIGS}
-    assert {"demo", "dnabert6_promoters", "protbert_knotted", "bert_text", "longformer_papers",
-            "bert_imdb_deeplift"} <= names
+    assert {
+        "demo",
+        "dnabert6_promoters",
+        "protbert_knotted",
+        "bert_text",
+        "longformer_papers",
+        "bert_imdb_deeplift",
+    } <= names
 
 
 def test_dotlist_overrides_win_over_yaml():

@@ -41,8 +41,16 @@ def test_unknown_method_lists_available():
 
 
 def test_registry_has_every_designed_method():
-    assert set(METHODS) >= {"lig", "lig_multi", "ig", "saliency", "input_x_gradient", "deeplift",
-                            "layer_conductance", "attention"}
+    assert set(METHODS) >= {
+        "lig",
+        "lig_multi",
+        "ig",
+        "saliency",
+        "input_x_gradient",
+        "deeplift",
+        "layer_conductance",
+        "attention",
+    }
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -82,8 +90,9 @@ def oracle_lig(loaded, row, target, n_steps):
     ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]])
     base = torch.tensor([[sp["cls"]] + [sp["pad"]] * row.n_tokens + [sp["sep"]]])
     lig = LayerIntegratedGradients(forward, loaded.embeddings)
-    attr, delta = lig.attribute(ids, base, n_steps=n_steps, method="gausslegendre",
-                                return_convergence_delta=True)
+    attr, delta = lig.attribute(
+        ids, base, n_steps=n_steps, method="gausslegendre", return_convergence_delta=True
+    )
     return attr.sum(-1)[0].detach().numpy(), float(delta)
 
 
@@ -91,8 +100,9 @@ def test_lig_matches_the_corrected_seed_recipe(dna, rows):
     loaded, _ = dna
     for r, row in zip(run(dna, rows, method="lig", n_steps=16), rows, strict=True):
         expected, delta = oracle_lig(loaded, row, r.target, 16)
-        np.testing.assert_allclose(r.token_attr, expected, rtol=1e-5,
-                                   atol=1e-5 * np.abs(expected).max())
+        np.testing.assert_allclose(
+            r.token_attr, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()
+        )
         assert r.delta == pytest.approx(delta, abs=1e-6)
 
 
@@ -108,7 +118,8 @@ def test_seed_forward_breaks_completeness_where_raysattr_holds(dna, rows):
         return torch.softmax(loaded.model(x)[0], dim=1)[0][0].unsqueeze(-1)
 
     seed_attr, seed_delta = LayerIntegratedGradients(seed_forward, loaded.embeddings).attribute(
-        ids, base, n_steps=50, return_convergence_delta=True)
+        ids, base, n_steps=50, return_convergence_delta=True
+    )
     ours = run(dna, [row], method="lig", n_steps=50, target="class:0")[0]
     gap = float(ours.token_attr.sum() - ours.delta)  # F(x) - F(x')
     assert abs(gap) > 1e-4
@@ -168,8 +179,9 @@ def test_out_of_memory_backs_off_and_loses_no_row(dna, rows):
         if n_rows * seq_len > 45:
             raise torch.OutOfMemoryError("injected: CUDA out of memory")
 
-    engine = AttributionEngine(loaded, EngineSettings(method="lig", n_steps=4,
-                                                      token_budget=100_000), fault_hook=hook)
+    engine = AttributionEngine(
+        loaded, EngineSettings(method="lig", n_steps=4, token_budget=100_000), fault_hook=hook
+    )
     results = engine.run(rows)
     assert [r.status for r in results] == ["ok"] * len(rows)
     assert engine.budget.oom_count > 0 and engine.budget.value < 100_000
@@ -208,8 +220,16 @@ def test_other_failures_are_isolated_to_their_row(dna, rows):
 
 def test_adaptive_steps_refine_only_rows_over_tolerance(dna, rows):
     fixed = run(dna, rows, method="lig", n_steps=2, integration_method="riemann_left")
-    adaptive = run(dna, rows, method="lig", n_steps=2, integration_method="riemann_left",
-                   adaptive_steps=True, delta_tolerance=0.02, max_steps=64)
+    adaptive = run(
+        dna,
+        rows,
+        method="lig",
+        n_steps=2,
+        integration_method="riemann_left",
+        adaptive_steps=True,
+        delta_tolerance=0.02,
+        max_steps=64,
+    )
     assert max(r.n_steps for r in adaptive) > 2
     for f, a in zip(fixed, adaptive, strict=True):
         if f.delta_rel <= 0.02:
@@ -238,13 +258,15 @@ def test_windows_are_stitched_as_the_mean_of_standalone_windows(dna):
     _, tok = dna
     rng = np.random.default_rng(4)
     row = tok("".join(rng.choice(list("ACGT"), 40)))  # 38 tokens, windows of 30: starts 0 and 8
-    windowed = run(dna, [row], method="lig", long_policy="window", max_length=30,
-                   target="class:0")[0]
+    windowed = run(dna, [row], method="lig", long_policy="window", max_length=30, target="class:0")[
+        0
+    ]
     assert windowed.windows == 2
     sums, counts = np.zeros(row.length), np.zeros(row.length)
     for start in (0, 8):
-        part = TokenizedRow(row.content_ids[start : start + 30], row.spans[start : start + 30],
-                            row.residues)
+        part = TokenizedRow(
+            row.content_ids[start : start + 30], row.spans[start : start + 30], row.residues
+        )
         alone = run(dna, [part], method="lig", target="class:0")[0]
         s, c = residue_sums(alone.token_attr[1:-1], part.spans, row.length)
         sums, counts = sums + s, counts + c
@@ -255,8 +277,12 @@ def test_bfloat16_autocast_stays_close_to_float32(dna, rows):
     fp32 = run(dna, rows, method="lig")
     bf16 = run(dna, rows, method="lig", dtype="bfloat16")
     for a, b in zip(fp32, bf16, strict=True):
-        cosine = a.token_attr @ b.token_attr / np.linalg.norm(a.token_attr) / np.linalg.norm(
-            b.token_attr)
+        cosine = (
+            a.token_attr
+            @ b.token_attr
+            / np.linalg.norm(a.token_attr)
+            / np.linalg.norm(b.token_attr)
+        )
         assert cosine > 0.99
 
 
@@ -280,8 +306,15 @@ def test_layer_conductance_matrix_and_convergence(dna, rows):
 def test_attention_agreement_columns(dna, rows):
     r = run(dna, rows[:2], method="attention")[1]
     assert r.extras["attention_last"].sum() > 0
-    for key in ("cosine_raw", "cosine_norm", "cosine_median", "cosine_mean", "cosine_rank",
-                "spearman", "top_overlap"):
+    for key in (
+        "cosine_raw",
+        "cosine_norm",
+        "cosine_median",
+        "cosine_mean",
+        "cosine_rank",
+        "spearman",
+        "top_overlap",
+    ):
         for layer in ("last", "all"):
             value = r.extras[f"agree_{layer}_{key}"]
             assert -1.0 - 1e-6 <= value <= 1.0 + 1e-6, key

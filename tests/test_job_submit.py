@@ -34,27 +34,51 @@ class RayHead:
     def __init__(self, temp_dir: Path, env: dict):
         self.dashboard_port = free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
-        ports = {"--port": free_port(), "--dashboard-port": self.dashboard_port,
-                 "--ray-client-server-port": free_port(), "--node-manager-port": free_port(),
-                 "--object-manager-port": free_port(), "--metrics-export-port": free_port(),
-                 "--dashboard-agent-listen-port": free_port(),
-                 "--dashboard-agent-grpc-port": free_port(),
-                 "--runtime-env-agent-port": free_port()}
+        ports = {
+            "--port": free_port(),
+            "--dashboard-port": self.dashboard_port,
+            "--ray-client-server-port": free_port(),
+            "--node-manager-port": free_port(),
+            "--object-manager-port": free_port(),
+            "--metrics-export-port": free_port(),
+            "--dashboard-agent-listen-port": free_port(),
+            "--dashboard-agent-grpc-port": free_port(),
+            "--runtime-env-agent-port": free_port(),
+        }
         base = free_port() % 20000 + 30000
-        cmd = [str(BIN / "ray"), "start", "--head", "--block", "--include-dashboard=true",
-               "--dashboard-host=127.0.0.1", "--num-cpus=8", "--num-gpus=2",
-               f"--temp-dir={temp_dir}", f"--min-worker-port={base}",
-               f"--max-worker-port={base + 200}", "--object-store-memory=536870912",
-               *(f"{k}={v}" for k, v in ports.items())]
-        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            "--num-cpus=8",
+            "--num-gpus=2",
+            f"--temp-dir={temp_dir}",
+            f"--min-worker-port={base}",
+            f"--max-worker-port={base + 200}",
+            "--object-store-memory=536870912",
+            *(f"{k}={v}" for k, v in ports.items()),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._wait(env)
 
     def _wait(self, env: dict) -> None:
         deadline = time.time() + 90
         while time.time() < deadline:
-            probe = subprocess.run([str(BIN / "ray"), "job", "list", "--address", self.address],
-                                   env=env, capture_output=True, text=True)
+            probe = subprocess.run(
+                [str(BIN / "ray"), "job", "list", "--address", self.address],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if probe.returncode == 0:
                 return
             if self.proc.poll() is not None:
@@ -80,8 +104,12 @@ class RayHead:
 def cluster(tmp_path):
     s3 = MotoServer()
     previous = apply_env(s3.env)
-    env = {**os.environ, **s3.env, "RAY_AUTH_MODE": "disabled",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        **s3.env,
+        "RAY_AUTH_MODE": "disabled",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     temp_dir = Path("/tmp") / f"rt{os.getpid()}"  # short: Ray's socket paths are length-limited
     head = RayHead(temp_dir, env)
     yield head, s3, env
@@ -99,14 +127,35 @@ def test_ray_job_submit_reads_and_writes_s3_with_gpu_actors(cluster, tmp_path):
         pq.write_table(table, fh)
     model = save_random_bert(tmp_path / "model", build_kmer_vocab(3), max_positions=64)
     fs.put(str(model) + "/", "jobs/model/", recursive=True)
-    runtime_env = {"env_vars": {**s3.env, "RAYSATTR_CACHE": str(tmp_path / "cache")},
-                   "excludes": [".venv", ".git", "outputs", "*.pyc"]}
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", head.address, "--working-dir",
-           str(REPO), "--runtime-env-json", json.dumps(runtime_env), "--", "python",
-           "jobs/attribute.py", "--config", "configs/demo.yaml", "data.uri=s3://jobs/in/",
-           "model.path=s3://jobs/model", "output.uri=s3://jobs/out", "tokenize.k=3",
-           "attribution.n_steps=4", "compute.gpus_per_actor=0.5", "compute.max_actors=2",
-           "compute.rows_per_block=30", "data.passthrough_columns=[]"]
+    runtime_env = {
+        "env_vars": {**s3.env, "RAYSATTR_CACHE": str(tmp_path / "cache")},
+        "excludes": [".venv", ".git", "outputs", "*.pyc"],
+    }
+    cmd = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        head.address,
+        "--working-dir",
+        str(REPO),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        "python",
+        "jobs/attribute.py",
+        "--config",
+        "configs/demo.yaml",
+        "data.uri=s3://jobs/in/",
+        "model.path=s3://jobs/model",
+        "output.uri=s3://jobs/out",
+        "tokenize.k=3",
+        "attribution.n_steps=4",
+        "compute.gpus_per_actor=0.5",
+        "compute.max_actors=2",
+        "compute.rows_per_block=30",
+        "data.passthrough_columns=[]",
+    ]
     job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "90 rows written (90 ok" in job.stdout
@@ -121,8 +170,26 @@ def test_ray_job_submit_reads_and_writes_s3_with_gpu_actors(cluster, tmp_path):
 def _attribute_actor_gpus(head: RayHead, env: dict) -> set:
     """GPUs requested by the attribution actors, from Ray's state API (dead actors included)."""
     listing = subprocess.run(
-        [str(BIN / "ray"), "list", "actors", "--detail", "--format", "json", "--limit", "1000",
-         "--address", head.address], env=env, capture_output=True, text=True, check=True)
+        [
+            str(BIN / "ray"),
+            "list",
+            "actors",
+            "--detail",
+            "--format",
+            "json",
+            "--limit",
+            "1000",
+            "--address",
+            head.address,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     actors = json.loads(listing.stdout)
-    return {a["required_resources"].get("GPU", 0.0) for a in actors
-            if "AttributeStage" in (a.get("class_name") or "")}
+    return {
+        a["required_resources"].get("GPU", 0.0)
+        for a in actors
+        if "AttributeStage" in (a.get("class_name") or "")
+    }

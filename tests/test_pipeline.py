@@ -39,45 +39,88 @@ def s3():
 @pytest.fixture(scope="module")
 def ray_session(s3):
     """In-process Ray started after the S3 variables are set, so its workers inherit them."""
-    ray.init(num_cpus=8, object_store_memory=512 * 1024**2, include_dashboard=False,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=8, object_store_memory=512 * 1024**2, include_dashboard=False, log_to_driver=False
+    )
     yield
     ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return save_random_bert(tmp_path_factory.mktemp("model"), build_kmer_vocab(3),
-                            max_positions=64)
+    return save_random_bert(tmp_path_factory.mktemp("model"), build_kmer_vocab(3), max_positions=64)
 
 
 def dna_rows(n: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     seqs = ["".join(rng.choice(list("ACGT"), rng.integers(10, 50))) for _ in range(n)]
-    return pa.table({"id": [f"s{seed}-{i}" for i in range(n)], "sequence": seqs,
-                     "label": rng.integers(0, 2, n), "batch_tag": [f"t{i % 3}" for i in range(n)]})
+    return pa.table(
+        {
+            "id": [f"s{seed}-{i}" for i in range(n)],
+            "sequence": seqs,
+            "label": rng.integers(0, 2, n),
+            "batch_tag": [f"t{i % 3}" for i in range(n)],
+        }
+    )
 
 
 def config(model_dir, data_uri, out_uri, *extra):
-    return load("configs/demo.yaml", [
-        f"data.uri={data_uri}", f"model.path={model_dir}", f"output.uri={out_uri}",
-        "tokenize.k=3", "attribution.n_steps=4", "attribution.adaptive_steps=false",
-        "compute.rows_per_block=40", "compute.rows_per_call=40", "data.passthrough_columns=[]",
-        *extra])
+    return load(
+        "configs/demo.yaml",
+        [
+            f"data.uri={data_uri}",
+            f"model.path={model_dir}",
+            f"output.uri={out_uri}",
+            "tokenize.k=3",
+            "attribution.n_steps=4",
+            "attribution.adaptive_steps=false",
+            "compute.rows_per_block=40",
+            "compute.rows_per_call=40",
+            "data.passthrough_columns=[]",
+            *extra,
+        ],
+    )
 
 
 def test_local_parquet_every_row_once_with_schema(ray_session, model_dir, tmp_path):
     table = dna_rows(120)
     pq.write_table(table, tmp_path / "in.parquet")
-    result = run(config(model_dir, tmp_path / "in.parquet", tmp_path / "out",
-                        "data.passthrough_columns=[batch_tag]"))
+    result = run(
+        config(
+            model_dir,
+            tmp_path / "in.parquet",
+            tmp_path / "out",
+            "data.passthrough_columns=[batch_tag]",
+        )
+    )
     out = read_attributions(str(tmp_path / "out"))
     assert sorted(out.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
     assert set(out.column("status").to_pylist()) == {"ok"}
-    for col in ("id", "label", "pred", "probs", "target", "method", "n_tokens", "length", "bucket",
-                "token_ids", "token_attr", "residue_attr", "attr_l2", "delta", "delta_rel",
-                "n_steps", "truncated", "windows", "status", "error", "batch_tag", "run_id",
-                "model_fingerprint"):
+    for col in (
+        "id",
+        "label",
+        "pred",
+        "probs",
+        "target",
+        "method",
+        "n_tokens",
+        "length",
+        "bucket",
+        "token_ids",
+        "token_attr",
+        "residue_attr",
+        "attr_l2",
+        "delta",
+        "delta_rel",
+        "n_steps",
+        "truncated",
+        "windows",
+        "status",
+        "error",
+        "batch_tag",
+        "run_id",
+        "model_fingerprint",
+    ):
         assert col in out.column_names, col
     lengths = out.column("length").to_pylist()
     assert [len(r) for r in out.column("residue_attr").to_pylist()] == lengths
@@ -88,8 +131,11 @@ def test_local_parquet_every_row_once_with_schema(ray_session, model_dir, tmp_pa
 
 
 def _write_formats(table: pa.Table, directory) -> dict:
-    paths = {"csv": directory / "in.csv", "fasta": directory / "in.fasta",
-             "jsonl": directory / "in.jsonl"}
+    paths = {
+        "csv": directory / "in.csv",
+        "fasta": directory / "in.fasta",
+        "jsonl": directory / "in.jsonl",
+    }
     renamed = table.rename_columns(["id", "seq", "knotted?", "batch_tag"])
     import pyarrow.csv as pacsv
 
@@ -108,41 +154,68 @@ def _write_formats(table: pa.Table, directory) -> dict:
 def test_csv_fasta_jsonl_give_the_same_rows(ray_session, model_dir, tmp_path):
     table = dna_rows(30, seed=1)
     paths = _write_formats(table, tmp_path)
-    extra = {"csv": ["data.sequence_column=seq", "data.label_column=knotted?",
-                     "data.csv_delimiter=;"], "fasta": [], "jsonl": []}
+    extra = {
+        "csv": ["data.sequence_column=seq", "data.label_column=knotted?", "data.csv_delimiter=;"],
+        "fasta": [],
+        "jsonl": [],
+    }
     outputs = {}
     for fmt, path in paths.items():
-        run(config(model_dir, path, tmp_path / f"out-{fmt}", "attribution.method=saliency",
-                   *extra[fmt]))
+        run(
+            config(
+                model_dir, path, tmp_path / f"out-{fmt}", "attribution.method=saliency", *extra[fmt]
+            )
+        )
         out = read_attributions(str(tmp_path / f"out-{fmt}")).sort_by("id")
         outputs[fmt] = out
         assert out.column("id").to_pylist() == sorted(table.column("id").to_pylist())
         assert set(out.column("status").to_pylist()) == {"ok"}
     ref = outputs["jsonl"].column("residue_attr").to_pylist()
     for fmt in ("csv", "fasta"):
-        assert outputs[fmt].column("sequence").to_pylist() == outputs["jsonl"].column(
-            "sequence").to_pylist()
-        np.testing.assert_allclose(np.concatenate(outputs[fmt].column("residue_attr").to_pylist()),
-                                   np.concatenate(ref), atol=1e-6)
-    assert outputs["csv"].column("label").to_pylist() == outputs["jsonl"].column(
-        "label").to_pylist()
+        assert (
+            outputs[fmt].column("sequence").to_pylist()
+            == outputs["jsonl"].column("sequence").to_pylist()
+        )
+        np.testing.assert_allclose(
+            np.concatenate(outputs[fmt].column("residue_attr").to_pylist()),
+            np.concatenate(ref),
+            atol=1e-6,
+        )
+    assert (
+        outputs["csv"].column("label").to_pylist() == outputs["jsonl"].column("label").to_pylist()
+    )
 
 
 def test_bad_rows_become_error_rows_never_dropped(ray_session, model_dir, tmp_path):
     good = "ACGTACGTACGTAGCTAGCATCGA"
-    table = pa.table({
-        "id": ["ok", "empty", "weird", "n-rich", "long", "no-label", "none"],
-        "sequence": [good, "", "ACGT€ACGT", "ACGNNNNACGT", "ACGT" * 40, good, None],
-        "label": pa.array([1, 0, 1, 0, 1, None, 0], pa.int64()),
-    })
+    table = pa.table(
+        {
+            "id": ["ok", "empty", "weird", "n-rich", "long", "no-label", "none"],
+            "sequence": [good, "", "ACGT€ACGT", "ACGNNNNACGT", "ACGT" * 40, good, None],
+            "label": pa.array([1, 0, 1, 0, 1, None, 0], pa.int64()),
+        }
+    )
     pq.write_table(table, tmp_path / "bad.parquet")
-    run(config(model_dir, tmp_path / "bad.parquet", tmp_path / "out",
-               "attribution.target=label", "tokenize.long_policy=error"))
+    run(
+        config(
+            model_dir,
+            tmp_path / "bad.parquet",
+            tmp_path / "out",
+            "attribution.target=label",
+            "tokenize.long_policy=error",
+        )
+    )
     out = read_attributions(str(tmp_path / "out"))
     status = dict(zip(out.column("id").to_pylist(), out.column("status").to_pylist(), strict=True))
-    assert status == {"ok": "ok", "empty": "empty_sequence", "weird": "invalid_characters",
-                      "n-rich": "ok", "long": "too_long", "no-label": "invalid_target",
-                      "none": "missing_sequence"}
+    assert status == {
+        "ok": "ok",
+        "empty": "empty_sequence",
+        "weird": "invalid_characters",
+        "n-rich": "ok",
+        "long": "too_long",
+        "no-label": "invalid_target",
+        "none": "missing_sequence",
+    }
     errors = dict(zip(out.column("id").to_pylist(), out.column("error").to_pylist(), strict=True))
     assert "€" in errors["weird"] and "62" in errors["long"]
 
@@ -227,15 +300,26 @@ def test_driver_killed_mid_run_then_rerun_is_complete(ray_session, model_dir, tm
     table = dna_rows(400, seed=6)
     pq.write_table(table, tmp_path / "in.parquet")
     out = tmp_path / "out"
-    args = [f"data.uri={tmp_path / 'in.parquet'}", f"model.path={model_dir}",
-            f"output.uri={out}", "tokenize.k=3", "attribution.n_steps=16",
-            "attribution.adaptive_steps=false", "compute.rows_per_block=20",
-            "compute.rows_per_call=20", "compute.max_actors=1", "data.passthrough_columns=[]",
-            "output.mode=resume"]
+    args = [
+        f"data.uri={tmp_path / 'in.parquet'}",
+        f"model.path={model_dir}",
+        f"output.uri={out}",
+        "tokenize.k=3",
+        "attribution.n_steps=16",
+        "attribution.adaptive_steps=false",
+        "compute.rows_per_block=20",
+        "compute.rows_per_call=20",
+        "compute.max_actors=1",
+        "data.passthrough_columns=[]",
+        "output.mode=resume",
+    ]
     cli = Path(sys.executable).parent / "raysattr"
-    driver = subprocess.Popen([str(cli), "run", "configs/demo.yaml", *args],
-                              start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [str(cli), "run", "configs/demo.yaml", *args],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "attributions").glob("part-*"))) < 2:
         assert driver.poll() is None, "the driver finished before it could be killed"

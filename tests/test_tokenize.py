@@ -54,8 +54,14 @@ def test_kmer_n_becomes_unknown_and_is_counted(kmer3):
 
 @pytest.mark.parametrize(
     "value, code",
-    [("", "empty_sequence"), ("   ", "empty_sequence"), (None, "missing_sequence"),
-     ("AC", "too_short"), ("ACGTé", "invalid_characters"), (42, "invalid_sequence")],
+    [
+        ("", "empty_sequence"),
+        ("   ", "empty_sequence"),
+        (None, "missing_sequence"),
+        ("AC", "too_short"),
+        ("ACGTé", "invalid_characters"),
+        (42, "invalid_sequence"),
+    ],
 )
 def test_kmer_error_rows_never_raise(kmer3, value, code):
     row = kmer3(value)

@@ -27,8 +27,15 @@ def agreement_table(attr: np.ndarray, attn: np.ndarray, top_fraction: float = 0.
     ranks of attention), `spearman`, `top_overlap` (share of the top 5 % tokens by |attr| that
     are also in the top 5 % by attention). NaN when there are no tokens.
     """
-    keys = ("cosine_raw", "cosine_norm", "cosine_median", "cosine_mean", "cosine_rank",
-            "spearman", "top_overlap")
+    keys = (
+        "cosine_raw",
+        "cosine_norm",
+        "cosine_median",
+        "cosine_mean",
+        "cosine_rank",
+        "spearman",
+        "top_overlap",
+    )
     if len(attr) == 0:
         return dict.fromkeys(keys, float("nan"))
     attr, attn = np.asarray(attr, np.float64), np.asarray(attn, np.float64)

@@ -113,7 +113,9 @@ class ModelForward:
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         return out.logits.float()
 
-    def from_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def from_embeds(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """`[batch, seq_len, hidden]` word embeddings -> `[batch, n_classes]`."""
         with self._context():
             out = self.model(
@@ -164,8 +166,9 @@ class AttributionMethod:
         """Forward+backward evaluations one row costs (sizes the token budget chunks)."""
         return n_steps if self.uses_steps else 1
 
-    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int,
-                  integration_method: str) -> MethodOutput:
+    def attribute(
+        self, batch: Batch, n_steps: int, internal_batch_size: int, integration_method: str
+    ) -> MethodOutput:
         raise NotImplementedError
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

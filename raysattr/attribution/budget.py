@@ -34,8 +34,9 @@ class TokenBudget:
         can_grow: grow after clean runs (CUDA); off when the user fixed the budget.
     """
 
-    def __init__(self, initial: int, attn_ratio: float, can_grow: bool = False,
-                 grow_after: int = 8):
+    def __init__(
+        self, initial: int, attn_ratio: float, can_grow: bool = False, grow_after: int = 8
+    ):
         self.value = max(MIN_BUDGET, int(initial))
         self.attn_ratio = max(float(attn_ratio), 1.0)
         self.can_grow = can_grow
@@ -82,8 +83,9 @@ class TokenBudget:
         self.value = max(self.value, grown)
 
 
-def initial_budget(device: torch.device, hidden_size: int, n_layers: int,
-                   configured: int | None) -> tuple[int, bool]:
+def initial_budget(
+    device: torch.device, hidden_size: int, n_layers: int, configured: int | None
+) -> tuple[int, bool]:
     """`(budget, can_grow)` for `device`: the configured value (fixed), or an estimate.
 
     On CUDA the estimate takes half the free memory over an approximate per-token cost of a

@@ -81,20 +81,28 @@ class AttributionEngine:
             `torch.OutOfMemoryError` from it to exercise the back-off.
     """
 
-    def __init__(self, loaded: LoadedModel, settings: EngineSettings,
-                 fault_hook: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: EngineSettings,
+        fault_hook: Callable[[int, int], None] | None = None,
+    ):
         self.loaded, self.settings, self.fault_hook = loaded, settings, fault_hook
         for p in loaded.model.parameters():
             p.requires_grad_(False)  # gradients are taken w.r.t. inputs/layers, never weights
         self.forward = ModelForward(loaded, settings.output, settings.dtype)
         self.method = get_method(settings.method).from_settings(self.forward, settings)
         self.special = loaded.special_ids()
-        self.max_tokens = min(settings.max_length or loaded.max_content_tokens,
-                              loaded.max_content_tokens)
+        self.max_tokens = min(
+            settings.max_length or loaded.max_content_tokens, loaded.max_content_tokens
+        )
         config = loaded.model.config
-        budget, can_grow = initial_budget(loaded.device, config.hidden_size,
-                                          getattr(config, "num_hidden_layers", 1),
-                                          settings.token_budget)
+        budget, can_grow = initial_budget(
+            loaded.device,
+            config.hidden_size,
+            getattr(config, "num_hidden_layers", 1),
+            settings.token_budget,
+        )
         heads = getattr(config, "num_attention_heads", 1)
         self.budget = TokenBudget(budget, config.hidden_size * 8 / heads, can_grow)
         self.baseline_id = self._baseline_id(settings.baseline)
@@ -107,8 +115,9 @@ class AttributionEngine:
         return int(token_id)
 
     # ----------------------------------------------------------------------------- public
-    def run(self, rows: Sequence[TokenizedRow],
-            labels: Sequence[int | None] | None = None) -> list[RowResult]:
+    def run(
+        self, rows: Sequence[TokenizedRow], labels: Sequence[int | None] | None = None
+    ) -> list[RowResult]:
         """Attribute `rows`; returns one result per (row, target) in input order.
 
         Args:
@@ -124,8 +133,20 @@ class AttributionEngine:
         for (row, target), item_ids in _group(items, segments).items():
             if row in failed:
                 continue
-            results.setdefault(row, []).append(self._assemble(rows[row], row, target, item_ids, segments, items,
-                                               item_results, steps, probs, truncated[row]))
+            results.setdefault(row, []).append(
+                self._assemble(
+                    rows[row],
+                    row,
+                    target,
+                    item_ids,
+                    segments,
+                    items,
+                    item_results,
+                    steps,
+                    probs,
+                    truncated[row],
+                )
+            )
         return [r for i in range(len(rows)) for r in results.get(i, [])]
 
     # ------------------------------------------------------------------------ preparation
@@ -139,8 +160,15 @@ class AttributionEngine:
                 results[i] = [RowResult(i, row.error_code, row.error, n_unknown=row.n_unknown)]
                 continue
             try:
-                segs, truncated[i] = make_segments(i, row, self.special["cls"], self.special["sep"],
-                                                   self.max_tokens, s.long_policy, s.window_stride)
+                segs, truncated[i] = make_segments(
+                    i,
+                    row,
+                    self.special["cls"],
+                    self.special["sep"],
+                    self.max_tokens,
+                    s.long_policy,
+                    s.window_stride,
+                )
             except ValueError as exc:
                 results[i] = [RowResult(i, "too_long", str(exc), n_unknown=row.n_unknown)]
                 continue
@@ -156,8 +184,9 @@ class AttributionEngine:
         while start < len(order):
             # Sorted ascending: the last candidate is the longest, so its plan is safe for all.
             last = min(start + self.settings.max_batch_rows, len(order)) - 1
-            rows = self.budget.plan(segments[order[last]].seq_len, 1,
-                                    self.settings.max_batch_rows).rows
+            rows = self.budget.plan(
+                segments[order[last]].seq_len, 1, self.settings.max_batch_rows
+            ).rows
             chunk = order[start : start + rows]
             ids, mask = self._pad([segments[i].ids for i in chunk])
             with torch.no_grad():
@@ -173,8 +202,16 @@ class AttributionEngine:
             try:
                 targets = self._targets(row_probs, None if labels is None else labels[row])
             except ValueError as exc:
-                results[row] = [RowResult(row, "invalid_target", str(exc), pred=int(
-                    row_probs.argmax()), probs=row_probs, n_unknown=rows[row].n_unknown)]
+                results[row] = [
+                    RowResult(
+                        row,
+                        "invalid_target",
+                        str(exc),
+                        pred=int(row_probs.argmax()),
+                        probs=row_probs,
+                        n_unknown=rows[row].n_unknown,
+                    )
+                ]
                 continue
             items.extend(_Item(seg, t) for t in targets for seg in seg_ids)
         return items
@@ -223,11 +260,13 @@ class AttributionEngine:
         done: dict[int, _ItemResult] = {}
         while pending:
             take = [pending.popleft()]
-            plan = self.budget.plan(segments[items[take[0]].segment].seq_len, evals,
-                                    self.settings.max_batch_rows)
+            plan = self.budget.plan(
+                segments[items[take[0]].segment].seq_len, evals, self.settings.max_batch_rows
+            )
             while pending:
-                nxt = self.budget.plan(segments[items[pending[0]].segment].seq_len, evals,
-                                       self.settings.max_batch_rows)
+                nxt = self.budget.plan(
+                    segments[items[pending[0]].segment].seq_len, evals, self.settings.max_batch_rows
+                )
                 if len(take) + 1 > nxt.rows:
                     break
                 take.append(pending.popleft())
@@ -235,17 +274,18 @@ class AttributionEngine:
             self._run_micro_batch(segments, items, take, plan, n_steps, done, pending, results)
         return done
 
-    def _run_micro_batch(self, segments, items, take, plan: ChunkPlan, n_steps, done, pending,
-                         results) -> None:
+    def _run_micro_batch(
+        self, segments, items, take, plan: ChunkPlan, n_steps, done, pending, results
+    ) -> None:
         batch = self._batch([items[i] for i in take], segments)
         try:
             if self.fault_hook is not None:
                 self.fault_hook(batch.size, batch.seq_len)
-            out = self.method.attribute(batch, n_steps, plan.internal_batch_size,
-                                        self.settings.integration_method)
+            out = self.method.attribute(
+                batch, n_steps, plan.internal_batch_size, self.settings.integration_method
+            )
         except Exception as exc:  # noqa: BLE001 - every failure must end as a row, not a crash
-            self._recover(exc, segments, items, take, plan, batch, n_steps, done, pending,
-                          results)
+            self._recover(exc, segments, items, take, plan, batch, n_steps, done, pending, results)
             return
         self.budget.on_success()
         self.model_evals += batch.size * self.method.evals_per_row(n_steps)
@@ -258,18 +298,20 @@ class AttributionEngine:
             if self.budget.on_oom(plan, batch.seq_len):
                 pending.extendleft(reversed(take))
                 return
-            message = (f"out of memory even for one row of {batch.seq_len} tokens in chunks of "
-                       f"one example; use a larger device or tokenize.long_policy=window")
+            message = (
+                f"out of memory even for one row of {batch.seq_len} tokens in chunks of "
+                f"one example; use a larger device or tokenize.long_policy=window"
+            )
             self._fail(take, items, segments, "oom", message, results)
             return
         if len(take) > 1:  # isolate the row that fails
             for i in take:
                 single = ChunkPlan(1, max(1, plan.internal_batch_size // len(take)))
-                self._run_micro_batch(segments, items, [i], single, n_steps, done, pending,
-                                      results)
+                self._run_micro_batch(segments, items, [i], single, n_steps, done, pending, results)
             return
-        self._fail(take, items, segments, "attribution_failed", f"{type(exc).__name__}: {exc}",
-                   results)
+        self._fail(
+            take, items, segments, "attribution_failed", f"{type(exc).__name__}: {exc}", results
+        )
 
     def _fail(self, take, items, segments, code, message, results) -> None:
         for i in take:
@@ -308,8 +350,19 @@ class AttributionEngine:
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
     # ------------------------------------------------------------------------- assembly
-    def _assemble(self, row: TokenizedRow, row_index, target, item_ids, segments, items,
-                  item_results, steps, probs, truncated) -> RowResult:
+    def _assemble(
+        self,
+        row: TokenizedRow,
+        row_index,
+        target,
+        item_ids,
+        segments,
+        items,
+        item_results,
+        steps,
+        probs,
+        truncated,
+    ) -> RowResult:
         if any(i not in item_results for i in item_ids):
             return RowResult(row_index, "attribution_failed", "a window failed")
         segs = [segments[items[i].segment] for i in item_ids]
@@ -324,16 +377,24 @@ class AttributionEngine:
             sums, counts = sums + s_sum, counts + s_cnt
         residue_attr = np.divide(sums, counts, out=np.zeros(covered), where=counts > 0)
         row_probs = probs[[items[i].segment for i in item_ids]].mean(axis=0)
-        ids = np.concatenate([[self.special["cls"]], row.content_ids[:n_content],
-                              [self.special["sep"]]]).astype(np.int64)
+        ids = np.concatenate(
+            [[self.special["cls"]], row.content_ids[:n_content], [self.special["sep"]]]
+        ).astype(np.int64)
         return RowResult(
-            row_index, target=target, pred=int(row_probs.argmax()), probs=row_probs,
-            token_ids=ids, token_attr=token_attr.astype(np.float32),
+            row_index,
+            target=target,
+            pred=int(row_probs.argmax()),
+            probs=row_probs,
+            token_ids=ids,
+            token_attr=token_attr.astype(np.float32),
             residue_attr=residue_attr.astype(np.float32),
             delta=float(sum(p.delta for p in parts)),
             delta_rel=max(_relative(p.delta, p.gap) for p in parts),
-            n_steps=max(steps[i] for i in item_ids), truncated=truncated, windows=len(segs),
-            n_unknown=row.n_unknown, extras=_stitch_extras(parts, offsets, n_content),
+            n_steps=max(steps[i] for i in item_ids),
+            truncated=truncated,
+            windows=len(segs),
+            n_unknown=row.n_unknown,
+            extras=_stitch_extras(parts, offsets, n_content),
         )
 
 

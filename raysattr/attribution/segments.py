@@ -40,8 +40,15 @@ def window_starts(n_tokens: int, window: int, stride: int) -> list[int]:
     return np.linspace(0, n_tokens - window, count).round().astype(int).tolist()
 
 
-def make_segments(row_index: int, row: TokenizedRow, cls_id: int, sep_id: int, max_tokens: int,
-                  policy: str, stride: int | None) -> tuple[list[Segment], bool]:
+def make_segments(
+    row_index: int,
+    row: TokenizedRow,
+    cls_id: int,
+    sep_id: int,
+    max_tokens: int,
+    policy: str,
+    stride: int | None,
+) -> tuple[list[Segment], bool]:
     """Cut a tokenized row into segments under `max_tokens` content tokens.
 
     Returns:
@@ -59,8 +66,9 @@ def make_segments(row_index: int, row: TokenizedRow, cls_id: int, sep_id: int, m
         stride = stride or max(1, max_tokens // 2)
         starts, width, truncated = window_starts(n, max_tokens, stride), max_tokens, False
     else:
-        raise ValueError(f"{n} tokens exceed the model's limit of {max_tokens} "
-                         "(tokenize.long_policy='error')")
+        raise ValueError(
+            f"{n} tokens exceed the model's limit of {max_tokens} (tokenize.long_policy='error')"
+        )
     segments = []
     for start in starts:
         content = row.content_ids[start : start + width]

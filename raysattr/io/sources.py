@@ -20,9 +20,19 @@ import pyarrow.parquet as pq
 from raysattr.config import DataConfig
 from raysattr.io.fs import filesystem
 
-EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
-              ".fasta": "fasta", ".fa": "fasta", ".faa": "fasta", ".fna": "fasta",
-              ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".fasta": "fasta",
+    ".fa": "fasta",
+    ".faa": "fasta",
+    ".fna": "fasta",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+}
 CHUNK_ROWS = 4096
 
 
@@ -183,8 +193,10 @@ def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.T
     wanted = [seq_col, *cfg.passthrough_columns] + ([cfg.label_column] if cfg.label_column else [])
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
-        raise ValueError(f"{uri}: column(s) {', '.join(map(repr, missing))} not found; "
-                         f"columns present: {', '.join(table.column_names)}")
+        raise ValueError(
+            f"{uri}: column(s) {', '.join(map(repr, missing))} not found; "
+            f"columns present: {', '.join(table.column_names)}"
+        )
     n = table.num_rows
     name = uri.rsplit("/", 1)[-1]
     if id_col in table.column_names:
@@ -211,4 +223,6 @@ def _labels(column: pa.ChunkedArray, uri: str, name: str) -> pa.ChunkedArray:
             column = column.cast(pa.float64())
         return column.cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(f"{uri}: label column {name!r} is not integer class indices: {exc}") from exc
+        raise ValueError(
+            f"{uri}: label column {name!r} is not integer class indices: {exc}"
+        ) from exc

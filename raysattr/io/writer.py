@@ -8,13 +8,24 @@ import pyarrow as pa
 from raysattr.attribution.results import RowResult
 
 # Columns the tokenize stage adds that are not carried into the output as-is.
-_INTERNAL = {"content_ids", "spans", "residues", "status", "error", "bucket", "sequence",
-             "n_unknown", "label", "id"}
+_INTERNAL = {
+    "content_ids",
+    "spans",
+    "residues",
+    "status",
+    "error",
+    "bucket",
+    "sequence",
+    "n_unknown",
+    "label",
+    "id",
+}
 F32_LIST = pa.list_(pa.float32())
 
 
-def results_to_table(results: list[RowResult], inputs: pa.Table, method: str,
-                     provenance: dict[str, str]) -> pa.Table:
+def results_to_table(
+    results: list[RowResult], inputs: pa.Table, method: str, provenance: dict[str, str]
+) -> pa.Table:
     """One output row per result; input columns (id, label, passthrough) repeat per target.
 
     Args:
@@ -27,7 +38,8 @@ def results_to_table(results: list[RowResult], inputs: pa.Table, method: str,
     picked = inputs.take(index)
     columns: dict[str, pa.Array] = {
         "id": picked.column("id"),
-        "label": picked.column("label") if "label" in inputs.column_names
+        "label": picked.column("label")
+        if "label" in inputs.column_names
         else pa.nulls(len(results), pa.int64()),
         "pred": pa.array([r.pred for r in results], pa.int32()),
         "probs": pa.array([r.probs.astype(np.float32) for r in results], F32_LIST),
@@ -37,8 +49,9 @@ def results_to_table(results: list[RowResult], inputs: pa.Table, method: str,
         "error": pa.array([r.error for r in results], pa.string()),
         "sequence": picked.column("residues"),
         "n_tokens": pa.array([max(len(r.token_ids) - 2, 0) for r in results], pa.int32()),
-        "length": pa.array([len(s or "") for s in picked.column("residues").to_pylist()],
-                           pa.int32()),
+        "length": pa.array(
+            [len(s or "") for s in picked.column("residues").to_pylist()], pa.int32()
+        ),
         "bucket": picked.column("bucket"),
         "token_ids": pa.array([r.token_ids for r in results], pa.list_(pa.int32())),
         "token_attr": pa.array([r.token_attr for r in results], F32_LIST),

@@ -1,7 +1,7 @@
 """Wire the stages into a Ray Data plan and run it: the only module that imports Ray Data.
 
-    files -> read + tokenize (CPU actors) -> repartition -> attribute (actor pool)
-          -> write parquet (CPU actors) -> per-row summaries streamed back to the driver
+files -> read + tokenize (CPU actors) -> repartition -> attribute (actor pool)
+      -> write parquet (CPU actors) -> per-row summaries streamed back to the driver
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ class RunResult:
     def one_line(self) -> str:
         s = self.summary
         errors = ", ".join(f"{k}={v}" for k, v in s["rows"]["error_by_code"].items()) or "none"
-        return (f"raysattr: {s['rows']['out']} rows written ({s['rows']['ok']} ok, errors: "
-                f"{errors}; {s['rows']['skipped_done']} already done) in {s['wall_s']:.1f}s, "
-                f"{s['sequences_per_s']:.2f} seq/s -> {self.output_uri}")
+        return (
+            f"raysattr: {s['rows']['out']} rows written ({s['rows']['ok']} ok, errors: "
+            f"{errors}; {s['rows']['skipped_done']} already done) in {s['wall_s']:.1f}s, "
+            f"{s['sequences_per_s']:.2f} seq/s -> {self.output_uri}"
+        )
 
 
 def init_ray(address: str | None) -> None:
@@ -52,8 +54,12 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, log_to_driver=True)
         return
     cpus = max(8, 2 * (os.cpu_count() or 1))
-    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=512 * 1024**2,
-             log_to_driver=True)
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        object_store_memory=512 * 1024**2,
+        log_to_driver=True,
+    )
 
 
 def _prepare_output(cfg: RunConfig) -> frozenset:
@@ -76,13 +82,21 @@ def build_dataset(cfg: RunConfig, files: list, done_ids: frozenset, run_id: str)
     """The lazy Ray Data plan for `cfg` (nothing runs until it is consumed)."""
     c = cfg.compute
     ds = ray.data.from_items([{"uri": f.uri} for f in files], override_num_blocks=len(files))
-    ds = ds.map_batches(read_files, batch_size=1, batch_format="pyarrow",
-                        fn_kwargs={"cfg": cfg, "done_ids": done_ids})
+    ds = ds.map_batches(
+        read_files,
+        batch_size=1,
+        batch_format="pyarrow",
+        fn_kwargs={"cfg": cfg, "done_ids": done_ids},
+    )
     if cfg.data.limit:
         ds = ds.limit(cfg.data.limit)
-    ds = ds.map_batches(TokenizeStage, fn_constructor_kwargs={"cfg": cfg}, batch_size=None,
-                        batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+    ds = ds.map_batches(
+        TokenizeStage,
+        fn_constructor_kwargs={"cfg": cfg},
+        batch_size=None,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+    )
     # After tokenizing (not before: Ray fuses it into the read and re-bundles) so that every
     # attribution actor gets blocks of its own.
     ds = ds.repartition(target_num_rows_per_block=c.rows_per_block)
@@ -96,9 +110,13 @@ def build_dataset(cfg: RunConfig, files: list, done_ids: frozenset, run_id: str)
         batch_format="pyarrow",
         runtime_env=_fault_env(),
     )
-    return ds.map_batches(WriteStage, fn_constructor_kwargs={"output_uri": cfg.output.uri},
-                          batch_size=None, batch_format="pyarrow",
-                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+    return ds.map_batches(
+        WriteStage,
+        fn_constructor_kwargs={"output_uri": cfg.output.uri},
+        batch_size=None,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+    )
 
 
 def _fault_env() -> dict | None:
@@ -117,11 +135,16 @@ def run(cfg: RunConfig) -> RunResult:
     init_ray(cfg.compute.address)
     summary = RunSummary()
     for batch in build_dataset(cfg, files, done_ids, run_id).iter_batches(
-            batch_format="pyarrow", batch_size=None):
+        batch_format="pyarrow", batch_size=None
+    ):
         summary.add(batch)
     result = summary.finish(
-        wall_s=time.time() - started, skipped_done=len(done_ids), run_id=run_id,
-        config=to_dict(cfg), inputs=[vars(f) for f in files], versions=_versions(),
+        wall_s=time.time() - started,
+        skipped_done=len(done_ids),
+        run_id=run_id,
+        config=to_dict(cfg),
+        inputs=[vars(f) for f in files],
+        versions=_versions(),
     )
     _write_json(cfg.output.uri, "summary.json", result)
     return RunResult(result, cfg.output.uri)
@@ -132,9 +155,14 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    return {"raysattr": __version__, "torch": torch.__version__, "ray": ray.__version__,
-            "transformers": transformers.__version__, "captum": captum.__version__,
-            "pyarrow": pa.__version__}
+    return {
+        "raysattr": __version__,
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "transformers": transformers.__version__,
+        "captum": captum.__version__,
+        "pyarrow": pa.__version__,
+    }
 
 
 def _write_json(output_uri: str, name: str, payload: dict) -> None:

@@ -57,23 +57,29 @@ class TokenizeStage:
         self.tokenizer = make_tokenizer(t.scheme, hf, t.k, t.uppercase)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        rows = [self._one(seq, err) for seq, err in zip(
-            table.column("sequence").to_pylist(), table.column("read_error").to_pylist(),
-            strict=True)]
-        return table.drop_columns(["read_error"]).append_column(
-            "content_ids", pa.array([r.content_ids for r in rows], pa.list_(pa.int64()))
-        ).append_column(
-            "spans", pa.array([r.spans.reshape(-1) for r in rows], pa.list_(pa.int32()))
-        ).append_column(
-            "residues", pa.array([r.residues for r in rows], pa.string())
-        ).append_column(
-            "n_unknown", pa.array([r.n_unknown for r in rows], pa.int32())
-        ).append_column(
-            "status", pa.array([r.error_code or "ok" for r in rows], pa.string())
-        ).append_column(
-            "error", pa.array([r.error for r in rows], pa.string())
-        ).append_column(
-            "bucket", pa.array([length_bucket(r.n_tokens) for r in rows], pa.int32())
+        rows = [
+            self._one(seq, err)
+            for seq, err in zip(
+                table.column("sequence").to_pylist(),
+                table.column("read_error").to_pylist(),
+                strict=True,
+            )
+        ]
+        return (
+            table.drop_columns(["read_error"])
+            .append_column(
+                "content_ids", pa.array([r.content_ids for r in rows], pa.list_(pa.int64()))
+            )
+            .append_column(
+                "spans", pa.array([r.spans.reshape(-1) for r in rows], pa.list_(pa.int32()))
+            )
+            .append_column("residues", pa.array([r.residues for r in rows], pa.string()))
+            .append_column("n_unknown", pa.array([r.n_unknown for r in rows], pa.int32()))
+            .append_column("status", pa.array([r.error_code or "ok" for r in rows], pa.string()))
+            .append_column("error", pa.array([r.error for r in rows], pa.string()))
+            .append_column(
+                "bucket", pa.array([length_bucket(r.n_tokens) for r in rows], pa.int32())
+            )
         )
 
     def _one(self, sequence, read_error) -> TokenizedRow:
@@ -86,10 +92,18 @@ def rows_from_table(table: pa.Table) -> list[TokenizedRow]:
     """Rebuild `TokenizedRow`s from the tokenize stage's columns."""
     rows = []
     for ids, spans, residues, unk, status, error in zip(
-        *(table.column(c).to_pylist() for c in
-          ("content_ids", "spans", "residues", "n_unknown", "status", "error")), strict=True):
-        row = TokenizedRow(np.asarray(ids, np.int64), np.asarray(spans, np.int32).reshape(-1, 2),
-                           residues or "", unk)
+        *(
+            table.column(c).to_pylist()
+            for c in ("content_ids", "spans", "residues", "n_unknown", "status", "error")
+        ),
+        strict=True,
+    ):
+        row = TokenizedRow(
+            np.asarray(ids, np.int64),
+            np.asarray(spans, np.int32).reshape(-1, 2),
+            residues or "",
+            unk,
+        )
         if status != "ok":
             row.error_code, row.error = status, error
         rows.append(row)
@@ -131,8 +145,16 @@ class WriteStage:
     """Write each block of results as one parquet file, named by its content so a retried block
     overwrites its own file instead of duplicating it; return a small per-row summary."""
 
-    SUMMARY_COLUMNS = ("id", "status", "delta_rel", "n_steps", "pred", "target", "run_id",
-                       "model_fingerprint")
+    SUMMARY_COLUMNS = (
+        "id",
+        "status",
+        "delta_rel",
+        "n_steps",
+        "pred",
+        "target",
+        "run_id",
+        "model_fingerprint",
+    )
 
     def __init__(self, output_uri: str):
         self.fs, root = filesystem(output_uri)

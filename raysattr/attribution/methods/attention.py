@@ -56,13 +56,18 @@ class AttentionSummary(AttributionMethod):
         compared = self.compare.attribute(batch, n_steps, internal_batch_size, integration_method)
         last, every = self.received(batch)
         attr = compared.token_attr.detach().cpu().numpy()
-        extras = {"attention_last": last.cpu().numpy(), "attention_all": every.cpu().numpy(),
-                  "token_attr_compare": attr}
+        extras = {
+            "attention_last": last.cpu().numpy(),
+            "attention_all": every.cpu().numpy(),
+            "token_attr_compare": attr,
+        }
         lengths = batch.attention_mask.sum(dim=1).tolist()
         for layer, attn in (("last", extras["attention_last"]), ("all", extras["attention_all"])):
             # Content tokens only: [CLS] and [SEP] soak up attention and would dominate.
-            rows = [agreement_table(attr[i, 1 : n - 1], attn[i, 1 : n - 1])
-                    for i, n in enumerate(lengths)]
+            rows = [
+                agreement_table(attr[i, 1 : n - 1], attn[i, 1 : n - 1])
+                for i, n in enumerate(lengths)
+            ]
             for key in rows[0]:
                 extras[f"agree_{layer}_{key}"] = np.array([r[key] for r in rows], np.float32)
         return MethodOutput(last, compared.delta, extras)

@@ -50,9 +50,11 @@ class LayerIGMulti(AttributionMethod):
     def __init__(self, forward):
         super().__init__(forward)
         emb = self.loaded.embeddings
-        parts = {"word": emb.word_embeddings,
-                 "position": getattr(emb, "position_embeddings", None),
-                 "token_type": getattr(emb, "token_type_embeddings", None)}
+        parts = {
+            "word": emb.word_embeddings,
+            "position": getattr(emb, "position_embeddings", None),
+            "token_type": getattr(emb, "token_type_embeddings", None),
+        }
         self.parts = {k: v for k, v in parts.items() if v is not None}
         self.captum = LayerIntegratedGradients(self._forward, list(self.parts.values()))
         config = self.loaded.model.config
@@ -79,8 +81,10 @@ class LayerIGMulti(AttributionMethod):
             return_convergence_delta=True,
         )
         scores = [hidden_sum(a, batch.attention_mask) for a in attrs]
-        extras = {f"token_attr_{name}": s.detach().cpu().numpy()
-                  for name, s in zip(self.parts, scores, strict=True)}
+        extras = {
+            f"token_attr_{name}": s.detach().cpu().numpy()
+            for name, s in zip(self.parts, scores, strict=True)
+        }
         return MethodOutput(torch.stack(scores).sum(0), delta.detach().float(), extras)
 
 
