@@ -55,20 +55,13 @@ def _demo(out: str, overrides: list[str]) -> int:
     from raysattr.demo import build_demo
 
     built = build_demo(out)
-    print(
-        f"demo data: {built['data_dir']}  model: {built['model_dir']} "
-        f"(held-out accuracy {built['metrics']['accuracy']:.3f})"
-    )
-    cfg = load(
-        DEMO_CONFIG,
-        [
-            f"data.uri={built['data_path']}",
-            f"model.path={built['model_dir']}",
-            f"output.uri={out}",
-            *overrides,
-        ],
-    )
-    return _run(cfg)
+    overrides = [
+        f"data.uri={built['data']['parquet']}",
+        f"model.path={built['model_dir']}",
+        f"output.uri={out}",
+        *overrides,
+    ]
+    return _run(load(DEMO_CONFIG, overrides))
 
 
 if __name__ == "__main__":
