@@ -64,8 +64,13 @@ def demo_dna_spec(seed: int = 0) -> DatasetSpec:
 
 
 def demo_protein_spec(seed: int = 0) -> DatasetSpec:
-    """Protein counterpart: 1,500 rows of 60-120 aa, a 6-aa motif inside residues 20-50."""
-    return DatasetSpec("protein", 1500, 60, 120, "WHCKYM", (20, 50), 0.5, seed)
+    """Protein counterpart: 1,500 rows of 60-120 aa, a 6-aa motif inside residues 20-32.
+
+    The window is narrower than the DNA one: a tiny residue-level BERT learns an ordered 6-residue
+    conjunction from 1,200 rows only when the motif's position varies little (a 20-50 window
+    plateaus near 80 % held-out accuracy).
+    """
+    return DatasetSpec("protein", 1500, 60, 120, "WHCKYM", (20, 32), 0.5, seed)
 
 
 def validate_spec(spec: DatasetSpec) -> None:
@@ -86,7 +91,9 @@ def validate_spec(spec: DatasetSpec) -> None:
         raise ValueError(f"positive_fraction={spec.positive_fraction} must be in [0, 1]")
     if spec.motif is None:
         if spec.motif_window is not None or spec.plant_in_negatives:
-            raise ValueError("motif=None plants nothing; motif_window/plant_in_negatives need a motif")
+            raise ValueError(
+                "motif=None plants nothing; motif_window/plant_in_negatives need a motif"
+            )
         return
     _validate_motif(spec)
 
@@ -101,7 +108,9 @@ def _validate_motif(spec: DatasetSpec) -> None:
         )
     m = len(spec.motif)
     if m > spec.min_length:
-        raise ValueError(f"motif={spec.motif!r} ({m} residues) is longer than min_length={spec.min_length}")
+        raise ValueError(
+            f"motif={spec.motif!r} ({m} residues) is longer than min_length={spec.min_length}"
+        )
     if spec.motif_window is None:
         return
     lo, hi = spec.motif_window
@@ -111,7 +120,9 @@ def _validate_motif(spec: DatasetSpec) -> None:
             "so every sequence can hold it"
         )
     if hi - lo < m:
-        raise ValueError(f"motif_window={spec.motif_window} is narrower than the motif ({m} residues)")
+        raise ValueError(
+            f"motif_window={spec.motif_window} is narrower than the motif ({m} residues)"
+        )
 
 
 def generate(spec: DatasetSpec) -> pa.Table:
@@ -145,8 +156,12 @@ def generate(spec: DatasetSpec) -> pa.Table:
     )
     ids = [f"{ID_PREFIX[spec.alphabet]}-{i + 1:06d}" for i in range(n)]
     return pa.table(
-        {"id": pa.array(ids, pa.string()), "sequence": sequences,
-         "label": pa.array(labels, pa.int64()), "motif_start": pa.array(starts, pa.int64())}
+        {
+            "id": pa.array(ids, pa.string()),
+            "sequence": sequences,
+            "label": pa.array(labels, pa.int64()),
+            "motif_start": pa.array(starts, pa.int64()),
+        }
     )
 
 
@@ -188,7 +203,7 @@ def _redraw_until_clean(
     spec: DatasetSpec,
     rng: np.random.Generator,
 ) -> None:
-    """Plant the motif, then redraw the background of rows holding a copy other than the planted one.
+    """Plant the motif; redraw the background of rows holding any copy but the planted one.
 
     `codes` is the flat `[total_residues]` residue-code buffer; rows are `offsets[i]:offsets[i+1]`.
     """
