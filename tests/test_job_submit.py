@@ -111,16 +111,20 @@ def cluster(tmp_path):
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     temp_dir = Path("/tmp") / f"rt{os.getpid()}"  # short: Ray's socket paths are length-limited
-    head = RayHead(temp_dir, env)
-    yield head, s3, env
-    head.stop()
-    restore_env(previous)
-    s3.stop()
+    try:
+        head = RayHead(temp_dir, env)
+        try:
+            yield head, s3, env
+        finally:
+            head.stop()
+    finally:
+        restore_env(previous)
+        s3.stop()
 
 
 def test_ray_job_submit_reads_and_writes_s3_with_gpu_actors(cluster, tmp_path):
     head, s3, env = cluster
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     fs.mkdir("jobs")
     table = dna_rows(90, seed=9)
     with fs.open("jobs/in/data.parquet", "wb") as fh:

@@ -29,11 +29,13 @@ from raysattr.tokenize import build_kmer_vocab  # noqa: E402
 def s3():
     server = MotoServer()
     previous = apply_env(server.env)
-    fs = s3fs.S3FileSystem()
-    fs.mkdir("raysattr-test")
-    yield fs
-    restore_env(previous)
-    server.stop()
+    try:
+        fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
+        fs.mkdir("raysattr-test")
+        yield fs
+    finally:
+        restore_env(previous)
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ logged or written to outputs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import fsspec
@@ -19,7 +20,10 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
             import s3fs
         except ImportError as exc:  # pragma: no cover - s3fs is a runtime dependency
             raise ImportError("s3:// URIs need s3fs: pip install s3fs") from exc
-        return s3fs.S3FileSystem(), uri[len("s3://") :]
+        # The endpoint is part of fsspec's instance-cache key: a process whose AWS_ENDPOINT_URL
+        # changes must not get a cached client still pointing at the old endpoint.
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+        return s3fs.S3FileSystem(endpoint_url=endpoint), uri[len("s3://") :]
     if "://" in uri and not uri.startswith("file://"):
         raise ValueError(f"unsupported URI scheme in {uri!r}; use a local path or s3://")
     return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser())
