@@ -15,9 +15,11 @@ converge even at 32 steps.
 Per model:
 
 - **ceiling**: forward+backward tokens/s of the bare model (gradient w.r.t. the embeddings
-  output, weights frozen as in the engine) on one padded batch of `n_steps` examples at a
-  representative length (the token-weighted mean length, where most of the compute goes); best
-  of a few repeats, measured before and after the variants.
+  output, weights frozen as in the engine) on one batch of `n_steps` examples per row length,
+  i.e. the least work one-at-a-time IG could do; best of a few repeats, before and after the
+  variants. Length-matched because tokens/s depends on length (attention is quadratic, short
+  batches are overhead-bound): the tiny model runs ~2x faster at 90 tokens than at 500. The
+  value at the token-weighted mean length is printed too.
 - **variants**, each timed with `time.perf_counter` after a warm-up call on a separate short row:
   (a) the seed recipe one row at a time, `softmax(model(ids)[0], dim=1)[0][0]` (broken: it keeps
   only the first interpolation step); (b) the corrected recipe one row at a time,
@@ -34,8 +36,12 @@ How to read the table:
   (specials included, padding excluded) in one interpolation step, i.e. sum over rows of
   `(n_tokens + 2) * steps`; for (e) the steps of every adaptive round are counted. The forwards
   Captum adds for the convergence delta (2 per row) and the engine's prediction forward are
-  *not* counted, so they, padding and chunking overhead all show up as a lower share.
+  *not* counted, so they, padding and chunking overhead all show up as a lower share. The
+  ceiling is fp32, so bf16 can exceed 100 %.
 - `evals/row`: forward+backward examples per row (`engine.model_evals` for the engine).
+- `pad%`: share of the evaluated tokens that were padding; `chunks`: forward+backward passes
+  (Captum chunks of `internal_batch_size`). The `(c) micro-batches` line lists the engine's
+  plan as `rows x padded length / internal_batch_size`: it explains where the engine loses.
 - `delta_rel`: |convergence delta| / |F(x) - F(x')| per row (median / p95 / max).
 - correctness lines: cosine of (a) vs (c) per row shows the seed bug (the seed explains class 0;
   for rows whose target is class 1 the class-0 map of a 2-class model is exactly minus the
@@ -48,12 +54,14 @@ The load average is printed: other processes on the machine distort the numbers,
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +113,9 @@ class VariantRun:
     token_evals: int
     evals_per_row: float
     steps: list[int]
+    padded_evals: int  # token evaluations including padding
+    chunks: int  # forward+backward passes (Captum chunks)
+    micro_batches: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 TINY = ModelShape("tiny", 64, 2, 4, 256, 0.3)
@@ -171,28 +182,32 @@ def recipe_inputs(loaded: LoadedModel, row: TokenizedRow) -> tuple[torch.Tensor,
 
 
 # --------------------------------------------------------------------------------- ceiling
-def ceiling_tokens_per_s(loaded: LoadedModel, seq_len: int, batch: int, repeats: int) -> float:
-    """Best forward+backward tokens/s on one `[batch, seq_len]` batch (grad w.r.t. embeddings)."""
-    torch.manual_seed(SEED)
-    ids = torch.randint(5, loaded.tokenizer.vocab_size, (batch, seq_len))
-    mask = torch.ones_like(ids)
+def ceiling_seconds(
+    loaded: LoadedModel, lengths: list[int], batch: int, repeats: int
+) -> dict[int, float]:
+    """Best seconds of one forward+backward of a `[batch, L]` batch, per distinct length L.
+
+    The gradient is taken w.r.t. the embeddings output (made a leaf by a hook), as LIG does.
+    """
     captured: dict[str, torch.Tensor] = {}
 
     def leaf_embeddings(_module, _inputs, out):
         captured["emb"] = out.detach().requires_grad_()
         return captured["emb"]
 
-    def step() -> None:
-        probs = torch.softmax(loaded.model(input_ids=ids, attention_mask=mask).logits, -1)
-        torch.autograd.grad(probs[:, 0].sum(), captured["emb"])
+    def step(ids: torch.Tensor) -> None:
+        logits = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        torch.autograd.grad(torch.softmax(logits, -1)[:, 0].sum(), captured["emb"])
 
+    torch.manual_seed(SEED)
+    vocab = loaded.tokenizer.vocab_size
+    batches = {n: torch.randint(5, vocab, (batch, n)) for n in sorted(set(lengths))}
     handle = loaded.embeddings.register_forward_hook(leaf_embeddings)
     try:
-        step()  # warm-up
-        best = best_of(repeats, step)[0]
+        step(batches[min(batches)])  # warm-up
+        return {n: best_of(repeats, partial(step, ids))[0] for n, ids in batches.items()}
     finally:
         handle.remove()
-    return batch * seq_len / best
 
 
 # ------------------------------------------------------------------------- one-at-a-time recipes
@@ -241,7 +256,8 @@ def run_one_at_a_time(name, recipe, loaded, rows, targets, warm, n_steps, repeat
     maps = [m for m, _ in outputs]
     rel = [_relative(d, float(m.sum()) - d) for m, d in outputs]
     steps = [n_steps] * len(rows)
-    return VariantRun(name, seconds, maps, np.array(rel), _token_evals(rows, steps), n_steps, steps)
+    evals = _token_evals(rows, steps)
+    return VariantRun(name, seconds, maps, np.array(rel), evals, n_steps, steps, evals, len(rows))
 
 
 def _relative(delta: float, gap: float) -> float:
@@ -258,7 +274,8 @@ def run_engine(name, loaded, rows, warm, repeats, **settings) -> tuple[VariantRu
     engine = AttributionEngine(loaded, EngineSettings(method="lig", **settings))
     engine.run([warm])
     engine.model_evals = 0
-    seconds, results = best_of(repeats, lambda: engine.run(rows))
+    log = MicroBatchLog(engine)
+    seconds, (results, calls) = best_of(repeats, lambda: (engine.run(rows), log.take()))
     bad = [r for r in results if not r.ok]
     if bad:
         raise RuntimeError(f"{name}: row {bad[0].row_index} failed: {bad[0].error}")
@@ -272,8 +289,29 @@ def run_engine(name, loaded, rows, warm, repeats, **settings) -> tuple[VariantRu
         _token_evals(rows, spent),
         engine.model_evals / repeats / len(rows),
         [r.n_steps for r in results],
+        sum(size * seq_len * n for size, seq_len, n, _ in calls),
+        sum(math.ceil(size * n / chunk) for size, _, n, chunk in calls),
+        calls,
     )
     return run, results
+
+
+class MicroBatchLog:
+    """Records `(rows, padded length, n_steps, internal_batch_size)` of each engine micro-batch."""
+
+    def __init__(self, engine: AttributionEngine):
+        self.calls: list[tuple[int, int, int, int]] = []
+        inner = engine.method.attribute
+
+        def attribute(batch, n_steps, internal_batch_size, integration_method):
+            self.calls.append((batch.size, batch.seq_len, n_steps, internal_batch_size))
+            return inner(batch, n_steps, internal_batch_size, integration_method)
+
+        engine.method.attribute = attribute
+
+    def take(self) -> list[tuple[int, int, int, int]]:
+        calls, self.calls = self.calls, []
+        return calls
 
 
 def _steps_spent(final: int, first: int, max_steps: int) -> int:
@@ -286,6 +324,35 @@ def _steps_spent(final: int, first: int, max_steps: int) -> int:
 
 
 # ----------------------------------------------------------------------------------- reporting
+@dataclass
+class Ceiling:
+    """Best forward+backward seconds of one `[batch, L]` batch, per padded length L."""
+
+    batch: int
+    seconds: dict[int, float]
+
+    def at(self, seq_len: int) -> float:
+        """Tokens/s at one length."""
+        return self.batch * seq_len / self.seconds[seq_len]
+
+    def tokens_per_s(self, lengths: list[int]) -> float:
+        """Length-matched: one batch per row length, total tokens over total seconds."""
+        return self.batch * sum(lengths) / sum(self.seconds[n] for n in lengths)
+
+
+def print_ceiling(ceiling: Ceiling, lengths: list[int], rep_len: int, repeats: int) -> None:
+    per_length = {n: ceiling.at(n) for n in lengths}
+    slow, fast = min(per_length, key=per_length.get), max(per_length, key=per_length.get)
+    print(
+        f"  ceiling (forward+backward of [{ceiling.batch}, L], best of {repeats} before and "
+        f"{repeats} after the variants):\n"
+        f"    length-matched over the rows {ceiling.tokens_per_s(lengths):,.0f} tokens/s "
+        f"(L={slow}: {per_length[slow]:,.0f} .. L={fast}: {per_length[fast]:,.0f}); at the "
+        f"token-weighted mean L={rep_len}: {ceiling.at(rep_len):,.0f}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
@@ -303,17 +370,23 @@ def spread(values: np.ndarray) -> str:
 def print_table(runs: list[VariantRun], ceiling: float) -> None:
     reference = next(r for r in runs if r.name.startswith("(b)"))
     print(
-        f"  {'variant':<24}{'seconds':>8}{'seq/s':>8}{'x(b)':>7}{'%ceil':>7}{'evals/row':>10}"
-        f"   delta_rel med / p95 / max"
+        f"  {'variant':<22}{'seconds':>8}{'seq/s':>8}{'x(b)':>6}{'%ceil':>7}{'evals/row':>10}"
+        f"{'pad%':>6}{'chunks':>7}   delta_rel med / p95 / max"
     )
     for run in runs:
         seq_s = len(run.steps) / run.seconds
         ratio = reference.seconds / run.seconds
         share = 100 * run.token_evals / run.seconds / ceiling
+        padding = 100 * (1 - run.token_evals / run.padded_evals)
         print(
-            f"  {run.name:<24}{run.seconds:8.2f}{seq_s:8.3f}{ratio:7.2f}{share:6.0f}%"
-            f"{run.evals_per_row:10.1f}   {spread(run.delta_rel)}"
+            f"  {run.name:<22}{run.seconds:8.2f}{seq_s:8.3f}{ratio:6.2f}{share:6.0f}%"
+            f"{run.evals_per_row:10.1f}{padding:5.0f}%{run.chunks:7d}   {spread(run.delta_rel)}"
         )
+    engine = next(r for r in runs if r.name.startswith("(c)"))
+    shown = " ".join(
+        f"{size}x{seq_len}/{chunk}" for size, seq_len, _, chunk in engine.micro_batches
+    )
+    print(f"  (c) micro-batches (rows x padded length / internal_batch_size): {shown}")
 
 
 def print_correctness(runs: dict[str, VariantRun], targets: list[int]) -> None:
@@ -345,18 +418,15 @@ def benchmark_model(
     loaded = save_and_load(plan.shape, workdir / plan.shape.name)
     rows = subset(all_rows, plan.n_rows, plan.max_tokens)
     _print_header(plan, rows)
-    lengths = np.array([r.n_tokens + 2 for r in rows])
-    rep_len = int(round((lengths**2).sum() / lengths.sum()))
-    shape = (plan.n_steps, rep_len)
-    before = ceiling_tokens_per_s(loaded, *shape, plan.repeats)
+    lengths = [r.n_tokens + 2 for r in rows]
+    rep_len = round(sum(n * n for n in lengths) / sum(lengths))
+    measure = partial(ceiling_seconds, loaded, [*lengths, rep_len], plan.n_steps, plan.repeats)
+    before = measure()
     runs, targets = run_variants(loaded, rows, warm, plan)
-    # Measured before and after the variants, best taken: a burst of load hits one, not both.
-    ceiling = max(before, ceiling_tokens_per_s(loaded, *shape, plan.repeats))
-    print(
-        f"  ceiling: {ceiling:,.0f} tokens/s forward+backward at {list(shape)} (token-weighted "
-        f"mean length); timings are best of {plan.repeats}; load average {os.getloadavg()[0]:.2f}"
-    )
-    print_table(list(runs.values()), ceiling)
+    after = measure()  # best of before/after: a burst of load rarely hits both
+    ceiling = Ceiling(plan.n_steps, {n: min(t, after[n]) for n, t in before.items()})
+    print_ceiling(ceiling, lengths, rep_len, plan.repeats)
+    print_table(list(runs.values()), ceiling.tokens_per_s(lengths))
     print_correctness(runs, targets)
 
 
@@ -366,6 +436,7 @@ def run_variants(loaded, rows, warm, plan: Plan) -> tuple[dict[str, VariantRun],
     c, results = run_engine("(c) engine fp32", loaded, rows, warm, r, n_steps=n)
     targets = [res.target for res in results]
     first = max(1, n // 4)
+    adaptive = dict(n_steps=first, adaptive_steps=True, delta_tolerance=0.01, max_steps=2 * n)
     runs = {
         "a": run_one_at_a_time("(a) seed, 1 row", seed_row, loaded, rows, targets, warm, n, r),
         "b": run_one_at_a_time(
@@ -373,17 +444,7 @@ def run_variants(loaded, rows, warm, plan: Plan) -> tuple[dict[str, VariantRun],
         ),
         "c": c,
         "d": run_engine("(d) engine bf16", loaded, rows, warm, r, n_steps=n, dtype="bfloat16")[0],
-        "e": run_engine(
-            f"(e) adaptive {first}..{2 * n}",
-            loaded,
-            rows,
-            warm,
-            r,
-            n_steps=first,
-            adaptive_steps=True,
-            delta_tolerance=0.01,
-            max_steps=2 * n,
-        )[0],
+        "e": run_engine(f"(e) adaptive {first}..{2 * n}", loaded, rows, warm, r, **adaptive)[0],
     }
     return runs, targets
 
