@@ -48,7 +48,10 @@ How to read the table:
   class-1 map, so (c) is negated there); max |(b) - (c)| / max|(c)| should be ~1e-6; (d) and
   (e) are compared with (c) the same way.
 
-The load average is printed: other processes on the machine distort the numbers, rerun then.
+The 1-minute load average is printed at the start, after each model and at the end; the
+benchmark itself adds ~2 (two threads). Competing processes distort timings badly on two cores
+(OpenMP threads stall at every op's barrier: tiny-model runs got 3-5x slower at load ~3, the
+engine's many small chunks worst), so rerun when the starting load is well above 0.
 """
 
 from __future__ import annotations
