@@ -107,6 +107,14 @@ def _normalise_letters(sequence: str, uppercase: bool) -> tuple[str, TokenizedRo
     return seq, None
 
 
+def _prepare_letters(sequence: Any, uppercase: bool) -> tuple[str, TokenizedRow | None]:
+    """Shared prelude of the letter schemes: reject missing/empty, then normalise letters."""
+    bad = _check_text(sequence)
+    if bad is not None:
+        return "", bad
+    return _normalise_letters(sequence, uppercase)
+
+
 class KmerTokenizer:
     """Overlapping k-mers (stride 1); token i covers residues [i, i + k)."""
 
@@ -114,10 +122,7 @@ class KmerTokenizer:
         self.vocab, self.k, self.unk_id, self.uppercase = vocab, k, unk_id, uppercase
 
     def __call__(self, sequence: Any) -> TokenizedRow:
-        bad = _check_text(sequence)
-        if bad is not None:
-            return bad
-        seq, bad = _normalise_letters(sequence, self.uppercase)
+        seq, bad = _prepare_letters(sequence, self.uppercase)
         if bad is not None:
             return bad
         seq = seq.replace("U", "T")
@@ -141,10 +146,7 @@ class ResidueTokenizer:
         self.vocab, self.unk_id, self.uppercase = vocab, unk_id, uppercase
 
     def __call__(self, sequence: Any) -> TokenizedRow:
-        bad = _check_text(sequence)
-        if bad is not None:
-            return bad
-        seq, bad = _normalise_letters(sequence, self.uppercase)
+        seq, bad = _prepare_letters(sequence, self.uppercase)
         if bad is not None:
             return bad
         if seq.endswith("*"):

@@ -179,3 +179,30 @@ class AttributionMethod:
 def hidden_sum(attr: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Sum over the hidden axis, `[batch, seq_len, hidden]` -> `[batch, seq_len]`, pads set to 0."""
     return attr.float().sum(dim=-1) * attention_mask.to(torch.float32)
+
+
+def integrate(
+    captum_method,
+    inputs,
+    baselines,
+    batch: Batch,
+    n_steps: int,
+    internal_batch_size: int,
+    integration_method: str,
+):
+    """Call an integrating Captum method (IG, LIG, LayerConductance) the way every method here
+    does: per-row targets, the attention mask as extra forward argument, delta returned.
+
+    Returns:
+        `(attributions, delta)` as Captum gives them.
+    """
+    return captum_method.attribute(
+        inputs=inputs,
+        baselines=baselines,
+        target=batch.targets,
+        additional_forward_args=(batch.attention_mask,),
+        n_steps=n_steps,
+        method=integration_method,
+        internal_batch_size=internal_batch_size,
+        return_convergence_delta=True,
+    )

@@ -7,7 +7,13 @@ from __future__ import annotations
 import torch
 from captum.attr import LayerConductance
 
-from raysattr.attribution.base import AttributionMethod, Batch, MethodOutput, hidden_sum
+from raysattr.attribution.base import (
+    AttributionMethod,
+    Batch,
+    MethodOutput,
+    hidden_sum,
+    integrate,
+)
 from raysattr.attribution.registry import register
 
 
@@ -30,15 +36,8 @@ class LayerConductancePerLayer(AttributionMethod):
             inputs, baselines = self.embed(batch.input_ids), self.embed(batch.baseline_ids)
         per_layer, deltas = [], []
         for lc in self.captum:
-            attr, delta = lc.attribute(
-                inputs,
-                baselines=baselines,
-                target=batch.targets,
-                additional_forward_args=(batch.attention_mask,),
-                n_steps=n_steps,
-                method=integration_method,
-                internal_batch_size=internal_batch_size,
-                return_convergence_delta=True,
+            attr, delta = integrate(
+                lc, inputs, baselines, batch, n_steps, internal_batch_size, integration_method
             )
             per_layer.append(hidden_sum(attr, batch.attention_mask))
             deltas.append(delta.detach().float())

@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
-from raysattr.attribution.base import AttributionMethod, Batch, MethodOutput, hidden_sum
+from raysattr.attribution.base import (
+    AttributionMethod,
+    Batch,
+    MethodOutput,
+    hidden_sum,
+    integrate,
+)
 from raysattr.attribution.registry import register
 
 
@@ -22,15 +28,14 @@ class LayerIG(AttributionMethod):
         self.captum = LayerIntegratedGradients(forward.from_ids, self.loaded.embeddings)
 
     def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
-        attr, delta = self.captum.attribute(
-            inputs=batch.input_ids,
-            baselines=batch.baseline_ids,
-            target=batch.targets,
-            additional_forward_args=(batch.attention_mask,),
-            n_steps=n_steps,
-            method=integration_method,
-            internal_batch_size=internal_batch_size,
-            return_convergence_delta=True,
+        attr, delta = integrate(
+            self.captum,
+            batch.input_ids,
+            batch.baseline_ids,
+            batch,
+            n_steps,
+            internal_batch_size,
+            integration_method,
         )
         return MethodOutput(hidden_sum(attr, batch.attention_mask), delta.detach().float())
 
@@ -70,15 +75,14 @@ class LayerIGMulti(AttributionMethod):
         positions = (positions + self.position_offset).expand_as(batch.input_ids)
         base_positions = torch.full_like(positions, max(self.position_offset - 1, 0))
         types = torch.zeros_like(batch.input_ids)
-        attrs, delta = self.captum.attribute(
-            inputs=(batch.input_ids, positions, types),
-            baselines=(batch.baseline_ids, base_positions, types),
-            target=batch.targets,
-            additional_forward_args=(batch.attention_mask,),
-            n_steps=n_steps,
-            method=integration_method,
-            internal_batch_size=internal_batch_size,
-            return_convergence_delta=True,
+        attrs, delta = integrate(
+            self.captum,
+            (batch.input_ids, positions, types),
+            (batch.baseline_ids, base_positions, types),
+            batch,
+            n_steps,
+            internal_batch_size,
+            integration_method,
         )
         scores = [hidden_sum(a, batch.attention_mask) for a in attrs]
         extras = {
@@ -108,14 +112,13 @@ class EmbeddingIG(AttributionMethod):
     def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
         with torch.no_grad():
             inputs, baselines = self.embed(batch.input_ids), self.embed(batch.baseline_ids)
-        attr, delta = self.captum.attribute(
-            inputs=inputs,
-            baselines=baselines,
-            target=batch.targets,
-            additional_forward_args=(batch.attention_mask,),
-            n_steps=n_steps,
-            method=integration_method,
-            internal_batch_size=internal_batch_size,
-            return_convergence_delta=True,
+        attr, delta = integrate(
+            self.captum,
+            inputs,
+            baselines,
+            batch,
+            n_steps,
+            internal_batch_size,
+            integration_method,
         )
         return MethodOutput(hidden_sum(attr, batch.attention_mask), delta.detach().float())
