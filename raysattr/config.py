@@ -110,19 +110,44 @@ class OutputConfig:
 
 @dataclass
 class StatsConfig:
-    """Dataset-wide statistics (filled in by the statistics issue)."""
+    """Dataset-wide position and motif statistics (`raysattr aggregate`; README "Statistics")."""
 
     enabled: bool = True
-    kmer_sizes: list[int] = field(default_factory=lambda: [4, 5, 6, 7, 8])
-    top_motifs: int = 50
+    alphabet: str = "auto"  # auto | dna | protein | text (auto: from tokenize.scheme / letters)
+    kmer_sizes: list[int] = field(default_factory=list)  # empty: dna 4-8, protein 2-4, text 1-2
+    class_by: str = "label"  # label (pred where the label is null) | pred
+    position_bins: int = 20  # relative-position bins
+    min_occurrences: int = 5  # k-mers seen fewer times are counted but not tested
+    alpha: float = 0.05  # q-value threshold for `significant`
+    seqlet_percentile: float = 95.0  # of smoothed |residue_attr| over the whole dataset
+    seqlet_window: int = 5  # smoothing window (residues) before thresholding
+    seqlet_min_length: int = 4
+    seqlet_max_length: int = 30
+    seqlet_flank: int = 3
+    max_seqlets: int = 50_000  # seqlets.parquet keeps the strongest; the total is counted
+    top_motifs: int = 20  # motifs (PWMs) written to motifs.meme
+    min_motif_seqlets: int = 10
+    rows_per_batch: int = 4096  # rows per aggregation batch (memory bound per worker)
+
+
+@dataclass
+class QCConfig:
+    """Faithfulness checks (deletion / insertion curves, AOPC) on a sample of rows -> qc.parquet."""
+
+    enabled: bool = True
+    sample_rows: int = 200
+    fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+    random_repeats: int = 3
+    seed: int = 0
 
 
 @dataclass
 class ReportConfig:
-    """HTML report (filled in by the report issue)."""
+    """Self-contained `report.html`."""
 
     enabled: bool = True
-    top_n: int = 20
+    top_n: int = 20  # top and bottom sequences shown
+    max_residues: int = 400  # residues drawn per sequence (longer ones are cut, and say so)
 
 
 @dataclass
@@ -138,6 +163,7 @@ class RunConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    qc: QCConfig = field(default_factory=QCConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
@@ -247,6 +273,41 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("attribution.max_steps must be >= attribution.n_steps")
     _validate_method(cfg.attribution.method, "attribution.method")
     _validate_method(cfg.attribution.compare_method, "attribution.compare_method")
+    _validate_stats(cfg.stats)
+    _validate_qc(cfg.qc)
+
+
+def _validate_stats(st: StatsConfig) -> None:
+    _check_choice("stats.alphabet", st.alphabet, ("auto", "dna", "protein", "text"))
+    _check_choice("stats.class_by", st.class_by, ("label", "pred"))
+    if any(k < 1 or k > 12 for k in st.kmer_sizes):
+        raise ConfigError(f"stats.kmer_sizes={st.kmer_sizes} must be between 1 and 12")
+    if not 0 < st.seqlet_percentile < 100:
+        raise ConfigError(f"stats.seqlet_percentile={st.seqlet_percentile} must be in (0, 100)")
+    if not 0 < st.alpha < 1:
+        raise ConfigError(f"stats.alpha={st.alpha} must be in (0, 1)")
+    for name in (
+        "position_bins",
+        "seqlet_window",
+        "seqlet_min_length",
+        "seqlet_max_length",
+        "max_seqlets",
+        "top_motifs",
+        "min_motif_seqlets",
+        "rows_per_batch",
+    ):
+        _check_positive(f"stats.{name}", getattr(st, name))
+    _check_positive("stats.seqlet_flank", st.seqlet_flank, allow_zero=True)
+    _check_positive("stats.min_occurrences", st.min_occurrences, allow_zero=True)
+    if st.seqlet_max_length < st.seqlet_min_length:
+        raise ConfigError("stats.seqlet_max_length must be >= stats.seqlet_min_length")
+
+
+def _validate_qc(qc: QCConfig) -> None:
+    _check_positive("qc.sample_rows", qc.sample_rows)
+    _check_positive("qc.random_repeats", qc.random_repeats)
+    if not qc.fractions or any(not 0 < f <= 1 for f in qc.fractions):
+        raise ConfigError(f"qc.fractions={qc.fractions} must be non-empty values in (0, 1]")
 
 
 def _validate_method(name: str, key: str) -> None:
