@@ -1,4 +1,7 @@
-"""`raysattr run|demo`: the command line. Exit codes: 0 ok, 1 run failure, 2 bad config/usage."""
+"""`raysattr run|aggregate|demo`: the command line.
+
+Exit codes: 0 ok, 1 run failure, 2 bad config/usage.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. attribution.n_steps=32"
     )
+    agg = sub.add_parser(
+        "aggregate", help="dataset statistics of an existing output (attributions/ folder)"
+    )
+    agg.add_argument("output", help="run output directory or s3:// prefix")
+    agg.add_argument("--config", help="YAML config whose `stats` section applies")
+    agg.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stats.alpha=0.01")
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
@@ -34,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             cfg = load(args.config, args.overrides)
             return _run(cfg)
+        if args.command == "aggregate":
+            return _aggregate(args.output, load(args.config, args.overrides))
         return _demo(args.out, args.overrides)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -48,6 +59,29 @@ def _run(cfg) -> int:
 
     result = run(cfg)
     print(result.one_line())
+    return 0
+
+
+def _aggregate(output: str, cfg) -> int:
+    """Statistics of `output`: Ray tasks on a cluster (RAY_ADDRESS / compute.address), else a
+    streaming loop in this process."""
+    import os
+
+    from raysattr.stats.run import aggregate
+
+    map_fn = None
+    if cfg.compute.address or os.environ.get("RAY_ADDRESS"):
+        from raysattr.pipeline.aggregate import ray_map
+        from raysattr.pipeline.plan import init_ray
+
+        init_ray(cfg.compute.address)
+        map_fn = ray_map
+    stats = aggregate(output, cfg.stats, **({"map_fn": map_fn} if map_fn else {}))
+    print(
+        f"raysattr: statistics of {stats['rows']} rows -> {output}: "
+        f"{stats['n_significant']} significant k-mers, {len(stats['motifs'])} motifs, "
+        f"{stats['n_seqlets']} seqlets; top {', '.join(stats['top_motifs'][:3]) or 'none'}"
+    )
     return 0
 
 

@@ -147,7 +147,28 @@ def run(cfg: RunConfig) -> RunResult:
         versions=_versions(),
     )
     _write_json(cfg.output.uri, "summary.json", result)
+    if cfg.stats.enabled:
+        result["stats"] = _aggregate(cfg)
     return RunResult(result, cfg.output.uri)
+
+
+def _aggregate(cfg: RunConfig) -> dict:
+    """Dataset statistics of the whole output (resumed rows included) as Ray tasks."""
+    from raysattr.pipeline.aggregate import ray_map
+    from raysattr.stats.run import aggregate
+
+    try:
+        stats = aggregate(cfg.output.uri, cfg.stats, map_fn=ray_map)
+    except ValueError as exc:  # e.g. every row is an error row: nothing to aggregate
+        log.warning("raysattr: statistics skipped: %s", exc)
+        return {"skipped": str(exc)}
+    log.info(
+        "raysattr: statistics over %d rows: %d significant motifs, top %s",
+        stats["rows"],
+        stats["n_significant"],
+        stats["top_motifs"][:3],
+    )
+    return {k: stats[k] for k in ("rows", "n_significant", "top_motifs", "n_seqlets")}
 
 
 def _versions() -> dict:

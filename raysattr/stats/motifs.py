@@ -4,7 +4,8 @@ Grouping by alignment on seeds: significant k-mers in rank order seed motifs; ev
 assigned seqlet of the seed's class that contains the seed is aligned on its first occurrence
 (extended by `extend` residues each side) and counted into the seed's matrix. A seed is kept when it
 gathers `min_seqlets`; overlapping k-mers of one motif therefore collapse into the first (best)
-seed, and seeds inside a found motif (or overhanging its ends by one letter) are skipped. Matrix columns that carry little information are trimmed from both ends.
+seed, and seeds inside a found motif (or overhanging its ends by one letter) are skipped.
+Matrix columns that carry little information are trimmed from both ends.
 """
 
 from __future__ import annotations
