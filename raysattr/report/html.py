@@ -29,7 +29,7 @@ th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .seq{font-family:monospace;font-size:13px;line-height:1.6;white-space:pre-wrap;word-break:break-all}
 .seq span{padding:0 1px}.note{color:#666;font-size:12px}
 .missing{background:#fff6e0;border:1px solid #f0c36d;padding:6px 10px;font-size:13px}
-.warn{color:#a40000}.ok{color:#106010}.charts{display:flex;flex-wrap:wrap;gap:12px}
+.warn{color:#a40000;font-size:13px}.ok{color:#106010;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:12px}
 svg{background:#fff}svg text{font-family:sans-serif}.legend span{padding:0 6px;margin-right:4px}
 """
 

@@ -89,11 +89,11 @@ def read_run_files(output_uri: str) -> RunFiles:
 def read_meme_text(text: str) -> list[dict]:
     """Motifs of a MEME 4 text file: `[{name, consensus, alphabet, pwm [W, A], nsites, evalue}]`.
 
-    Uses `raysattr.stats.meme.read_meme` when it exists (the writer's own reader), else a small
-    parser of the same format.
+    Uses `raysattr.stats.motifs.read_meme` (the writer's own reader) when it is importable, else
+    a small parser of the same format.
     """
     try:
-        from raysattr.stats.meme import read_meme
+        from raysattr.stats.motifs import read_meme
     except ImportError:
         return _parse_meme(text)
     return read_meme(text)

@@ -201,28 +201,56 @@ def faithfulness_section(files: RunFiles) -> Section:
     if qc is None and qc_json is None:
         note = missing("qc.parquet", PRODUCERS["qc.parquet"])
         return Section("faithfulness", "Faithfulness", note)
-    body = key_values(flatten(qc_json)) if qc_json else missing("qc.json", PRODUCERS["qc.json"])
+    body = _qc_numbers(qc_json) if qc_json else missing("qc.json", PRODUCERS["qc.json"])
     if qc is None:
-        return Section(
-            "faithfulness", "Faithfulness", body + missing("qc.parquet", PRODUCERS["qc.parquet"])
-        )
-    means = qc.group_by(["order", "fraction"]).aggregate(
-        [("p_deleted", "mean"), ("p_inserted", "mean")]
-    )
-    charts = []
-    for value, name in (("p_deleted_mean", "deletion"), ("p_inserted_mean", "insertion")):
-        series = [
-            (order, part.column("fraction").to_numpy(), part.column(value).to_numpy())
-            for order in sorted(set(means.column("order").to_pylist()))
-            for part in [_rows(means, order=order).sort_by("fraction")]
-        ]
-        charts.append(line_chart(series, f"{name}: mean p(target)", "fraction of residues", "p"))
+        body += missing("qc.parquet", PRODUCERS["qc.parquet"])
+        return Section("faithfulness", "Faithfulness", body)
     body += paragraph(
         "Deletion removes the highest-scored residues first: a faithful map drops p(target) "
         "faster than random order. Insertion restores them first: it should rise faster."
     )
-    return Section(
-        "faithfulness", "Faithfulness", body + f'<div class="charts">{"".join(charts)}</div>'
+    charts = "".join(_qc_chart(qc, value, name) for value, name in _QC_CURVES)
+    return Section("faithfulness", "Faithfulness", body + f'<div class="charts">{charts}</div>')
+
+
+_QC_CURVES = (("p_deleted", "deletion"), ("p_inserted", "insertion"))
+_AOPC = ("aopc_comprehensiveness", "aopc_sufficiency")
+
+
+def _qc_numbers(qc_json: dict) -> str:
+    """AOPC by order (overall and per target), then the other scalars of qc.json."""
+    scopes = [("all", qc_json)] + sorted((qc_json.get("by_target") or {}).items())
+    rows = [
+        [
+            scope,
+            metric,
+            *(part.get(metric, {}).get(o) for o in ("attribution", "random", "difference")),
+        ]  # fmt: skip
+        for scope, part in scopes
+        for metric in _AOPC
+        if isinstance(part.get(metric), dict)
+    ]
+    cols = ("target", "metric", "attribution", "random", "difference")
+    rest = {k: v for k, v in qc_json.items() if k not in (*_AOPC, "by_target", "curves")}
+    return table(cols, rows, "aopc") + key_values(flatten(rest))
+
+
+def _qc_chart(qc: pa.Table, value: str, name: str) -> str:
+    """Mean curve per order, with the full-input (and baseline) probability as references."""
+    means = qc.group_by(["order", "fraction"]).aggregate([(value, "mean")])
+    series = [
+        (order, part.column("fraction").to_numpy(), part.column(f"{value}_mean").to_numpy())
+        for order in sorted(set(means.column("order").to_pylist()))
+        for part in [_rows(means, order=order).sort_by("fraction")]
+    ]
+    fractions = np.unique(qc.column("fraction").to_numpy())
+    for column, label in (("p_full", "full input"), ("p_baseline", "baseline")):
+        if column in qc.column_names:
+            mean = float(np.nanmean(qc.column(column).to_numpy(zero_copy_only=False)))
+            series.append((label, fractions, np.full(len(fractions), mean)))
+    references = ("full input", "baseline")
+    return line_chart(
+        series, f"{name}: mean p(target)", "fraction of tokens", "p", references=references
     )
 
 

@@ -22,7 +22,7 @@ _PROTEIN_GROUPS = {
     "STYCNQG": "#109648",
     "AVLIPWFM": "#222222",
 }
-MARGIN = {"left": 56, "right": 12, "top": 26, "bottom": 40}
+MARGIN = {"left": 56, "right": 12, "top": 38, "bottom": 40}  # the legend sits above the plot
 
 
 def diverging_colour(value: float) -> str:
@@ -131,31 +131,39 @@ def line_chart(
     y_label: str,
     width: int = 520,
     height: int = 240,
+    references: tuple[str, ...] = (),
 ) -> str:
     """Lines of y against x, one per named series, with a legend.
 
     Args:
         series: `(name, x [n], y [n])` per line; non-finite y values break the line.
         title, x_label, y_label: chart texts.
+        references: names of series drawn first, dashed and without markers (reference
+            levels), so data lines stay visible where they coincide.
     """
     xs = [np.asarray(x, np.float64) for _, x, _ in series]
     ys = [np.asarray(y, np.float64) for _, _, y in series]
     frame = _Frame(width, height, _range(xs, 0.0), _range(ys))
-    body = frame.axes(title, x_label, y_label)
-    for i, ((name, _, _), x, y) in enumerate(zip(series, xs, ys, strict=True)):
-        colour = PALETTE[i % len(PALETTE)]
-        points = " ".join(
-            f"{frame.x(a):.1f},{frame.y(b):.1f}"
-            for a, b in zip(x, y, strict=True)
-            if math.isfinite(b)
-        )
+    body, legend_x = frame.axes(title, x_label, y_label), frame.x0
+    order = sorted(range(len(series)), key=lambda i: series[i][0] not in references)
+    for i in order:
+        name, colour = series[i][0], PALETTE[i % len(PALETTE)]
+        reference = name in references
+        finite = [(frame.x(a), frame.y(b)) for a, b in zip(xs[i], ys[i], strict=True)
+                  if math.isfinite(b)]  # fmt: skip
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in finite)
+        dash = ' stroke-dasharray="6 4"' if reference else ""
         body.append(
             f'<polyline class="series" points="{points}" fill="none" stroke="{colour}" '
-            f'stroke-width="1.6"><title>{escape(name)}</title></polyline>'
+            f'stroke-width="1.6"{dash}><title>{escape(name)}</title></polyline>'
         )
-        lx = frame.x0 + 8 + 110 * i
-        body.append(f'<rect x="{lx}" y="{frame.y1 + 6}" width="10" height="10" fill="{colour}"/>')
-        body.append(_text(lx + 14, frame.y1 + 15, name, 10, "start"))
+        if not reference and len(finite) <= 60:  # markers where points are few enough to see
+            body += [
+                f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{colour}"/>' for a, b in finite
+            ]
+        body.append(f'<rect x="{legend_x}" y="22" width="10" height="10" fill="{colour}"/>')
+        body.append(_text(legend_x + 14, 31, name, 10, "start"))
+        legend_x += 26 + 6 * len(name)
     return _svg(width, height, body, title)
 
 
