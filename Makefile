@@ -29,6 +29,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/pipeline.py
 
 clean:
 	rm -rf outputs .pytest_cache
