@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
@@ -50,3 +51,28 @@ def random_dna_model(out_dir: Path, k: int = 3, **kwargs) -> LoadedModel:
 def random_protein_model(out_dir: Path, **kwargs) -> LoadedModel:
     save_random_bert(out_dir, build_protein_vocab(), **kwargs)
     return load_model(ModelConfig(path=str(out_dir)))
+
+
+def attribute_without_ray(data_path: Path, model_dir: Path, out_dir: Path, *overrides) -> str:
+    """Run the pipeline's own stages (read -> tokenize -> attribute -> write) in this process,
+    no Ray: `out_dir/attributions/part-*.parquet` as a run writes them. Returns `out_dir`."""
+    from raysattr.config import load
+    from raysattr.io.sources import list_inputs
+    from raysattr.pipeline.stages import AttributeStage, TokenizeStage, WriteStage, read_files
+
+    cfg = load(
+        None,
+        [
+            f"data.uri={data_path}",
+            f"model.path={model_dir}",
+            f"output.uri={out_dir}",
+            "attribution.n_steps=16",
+            *overrides,
+        ],
+    )
+    tokenize, attribute = TokenizeStage(cfg), AttributeStage(cfg, run_id="test")
+    write = WriteStage(cfg.output.uri)
+    for f in list_inputs(cfg.data.uri):
+        for block in read_files(pa.table({"uri": [f.uri]}), cfg):
+            write(attribute(tokenize(block)))
+    return str(out_dir)

@@ -25,7 +25,7 @@ from raysattr.pipeline.stages import WriteStage, length_bucket
 from raysattr.pipeline.summary import RunSummary
 from raysattr.report.build import SECTION_IDS, build_report, render_report
 from raysattr.report.inputs import PRODUCERS, read_meme_text
-from raysattr.report.ranking import row_score_sums, scan_attributions
+from raysattr.report.ranking import fetch_rows, row_score_sums, scan_attributions
 from raysattr.report.svg import information_content
 from raysattr.tokenize import error_row, make_tokenizer
 
@@ -325,8 +325,12 @@ def test_top_and_bottom_rows_are_the_extreme_score_sums(attributions, full_run):
     ids = ok.column("id").to_pylist()
     for batch_rows in (7, 4096):  # streamed in small batches or one: same answer
         scan = scan_attributions(str(full_run), top_n=5, batch_rows=batch_rows)
-        assert [s for _, _, s in scan.top] == pytest.approx(sums[order[:5]].tolist(), rel=1e-6)
-        assert [i for i, _, _ in scan.bottom] == [ids[j] for j in order[::-1][:5]]
+        assert [r.score for r in scan.top] == pytest.approx(sums[order[:5]].tolist(), rel=1e-6)
+        assert [r.id for r in scan.bottom] == [ids[j] for j in order[::-1][:5]]
+        fetched = fetch_rows(str(full_run), scan.top + scan.bottom)
+        assert [r["id"] for r in fetched] == [r.id for r in scan.top + scan.bottom]
+        for row in fetched:
+            assert sum(row["residue_attr"]) == pytest.approx(row["score_sum"], rel=1e-5, abs=1e-9)
         assert scan.rows == attributions.num_rows and scan.status["empty_sequence"] == 1
     assert sums[order[0]] > sums[order[-1]]
 

@@ -74,6 +74,7 @@ from raysattr.tokenize import TokenizedRow
 ORDERS = ("attribution", "random")
 REQUIRED_COLUMNS = ("id", "target", "status", "token_ids", "token_attr")
 FORWARD_ONLY_FACTOR = 4  # a no-grad forward keeps no activations for backward: a larger chunk
+SETTINGS_KEYS = ("method", "output", "baseline", "n_steps")  # attribution settings in qc.json
 ROWS_PER_GROUP = 64  # sampled rows whose variants are built at once (bounds host memory)
 QC_SCHEMA = pa.schema(
     [
@@ -319,65 +320,50 @@ def faithfulness_table(
                 f"{len(attr)}; expected the same length, at least 3 ([CLS] x [SEP])"
             )
     fractions = tuple(float(f) for f in settings.fractions)
-    results: list = [None] * len(token_ids)
+    pad_id = int(forward.loaded.special_ids()["pad"] or 0)
+    lengths = rows["length"].to_pylist() if "length" in rows.column_names else [None] * len(rows)
+    records: list[list[dict]] = [[] for _ in token_ids]
     by_length = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     for start in range(0, len(by_length), ROWS_PER_GROUP):
         group = by_length[start : start + ROWS_PER_GROUP]
         blocks = []
         for i in group:
-            rng = np.random.default_rng([settings.seed, i])
+            # Seeded by the row itself: its random orders do not depend on the sample size.
+            rng = np.random.default_rng(_sample_key(settings.seed, row_ids[i], targets[i]))
             orders = row_orders(token_attr[i], settings.random_repeats, rng)
             counts = fraction_counts(fractions, len(token_ids[i]) - 2)
             blocks.append(row_variants(token_ids[i], orders, counts, settings.baseline_id))
+        group_targets = [int(targets[i]) for i in group]
         scores = predict_scores(
-            forward,
-            budget,
-            blocks,
-            [int(targets[i]) for i in group],
-            int(forward.loaded.special_ids()["pad"] or 0),
-            settings.max_batch_rows,
+            forward, budget, blocks, group_targets, pad_id, settings.max_batch_rows
         )
         for i, row_scores in zip(group, scores, strict=True):
-            results[i] = _unpack(row_scores, len(fractions))
-    lengths = rows["length"].to_pylist() if "length" in rows.column_names else [None] * len(rows)
-    return _qc_table(row_ids, targets, lengths, token_ids, fractions, results)
+            key = (row_ids[i], int(targets[i]), lengths[i], len(token_ids[i]) - 2)
+            records[i] = _row_records(key, fractions, row_scores)
+    return pa.Table.from_pylist([r for row in records for r in row], schema=QC_SCHEMA)
 
 
-def _unpack(scores: np.ndarray, n_fractions: int) -> dict:
-    """Split one row's variant scores (layout of `row_variants`); random orders are averaged."""
-    pairs = scores[2:].reshape(-1, n_fractions, 2)  # [n_orders, n_fractions, (del, ins)]
-    return {
-        "p_full": scores[0],
-        "p_baseline": scores[1],
-        "attribution": pairs[0],
-        "random": pairs[1:].mean(axis=0),
-    }
+def _row_records(key: tuple, fractions: tuple[float, ...], scores: np.ndarray) -> list[dict]:
+    """`qc.parquet` records of one row from its variant scores (layout of `row_variants`).
 
-
-def _qc_table(row_ids, targets, lengths, token_ids, fractions, results) -> pa.Table:
-    records = []
-    for row_id, target, length, ids, res in zip(
-        row_ids, targets, lengths, token_ids, results, strict=True
-    ):
-        n = len(ids) - 2
-        for f, k in enumerate(fraction_counts(fractions, n)):
-            for order in ORDERS:
-                records.append(
-                    {
-                        "id": row_id,
-                        "target": target,
-                        "length": length,
-                        "n_tokens": n,
-                        "fraction": fractions[f],
-                        "order": order,
-                        "k_tokens": int(k),
-                        "p_full": float(res["p_full"]),
-                        "p_deleted": float(res[order][f, 0]),
-                        "p_inserted": float(res[order][f, 1]),
-                        "p_baseline": float(res["p_baseline"]),
-                    }
-                )
-    return pa.Table.from_pylist(records, schema=QC_SCHEMA)
+    Args:
+        key: `(id, target, length, n_tokens)`.
+        scores: `[2 + n_orders * n_fractions * 2]`; random orders are averaged.
+    """
+    pairs = scores[2:].reshape(-1, len(fractions), 2)  # [n_orders, n_fractions, (del, ins)]
+    by_order = {"attribution": pairs[0], "random": pairs[1:].mean(axis=0)}
+    counts = fraction_counts(fractions, key[3])
+    return [
+        dict(
+            zip(
+                QC_SCHEMA.names,
+                (*key, fraction, order, int(k), scores[0], *by_order[order][f], scores[1]),
+                strict=True,
+            )
+        )
+        for f, (fraction, k) in enumerate(zip(fractions, counts, strict=True))
+        for order in ORDERS
+    ]
 
 
 # ----------------------------------------------------------------------------------- summary
@@ -407,14 +393,10 @@ def summarize(table: pa.Table) -> dict:
 
 def _per_row_aopc(table: pa.Table) -> dict:
     """`{(id, target): {order: (comprehensiveness, sufficiency)}}`, each a mean over fractions."""
-    scores = pa.table(
-        {
-            "id": table["id"],
-            "target": table["target"],
-            "order": table["order"],
-            "comp": pc.subtract(table["p_full"], table["p_deleted"]),
-            "suff": pc.subtract(table["p_full"], table["p_inserted"]),
-        }
+    scores = (
+        table.select(["id", "target", "order"])
+        .append_column("comp", pc.subtract(table["p_full"], table["p_deleted"]))
+        .append_column("suff", pc.subtract(table["p_full"], table["p_inserted"]))
     )
     grouped = scores.group_by(["id", "target", "order"]).aggregate(
         [("comp", "mean"), ("suff", "mean")]
@@ -510,7 +492,7 @@ def faithfulness(
         ValueError: nothing written under `output_uri`, no eligible row, or a malformed row.
     """
     started = time.perf_counter()
-    qc = cfg.qc
+    qc, attribution = cfg.qc, cfg.attribution
     keys, n_eligible, skipped = sample_keys(output_uri, qc.sample_rows, qc.seed)
     if not keys:
         raise ValueError(
@@ -518,11 +500,7 @@ def faithfulness(
             f"(not eligible: {skipped or 'none'})"
         )
     rows = read_sample(output_uri, keys)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    eager = "eager" if cfg.attribution.method == "attention" else None
-    loaded = load_model(cfg.model, device, eager)
-    engine_settings = EngineSettings.from_config(cfg)
-    engine = AttributionEngine(loaded, engine_settings)
+    engine = _engine(cfg, device)
     budget = TokenBudget(
         engine.budget.value * FORWARD_ONLY_FACTOR, engine.budget.attn_ratio, engine.budget.can_grow
     )
@@ -533,20 +511,21 @@ def faithfulness(
         "n_rows": len(rows),
         "n_eligible": n_eligible,
         "n_skipped": skipped,
-        "baseline_max_abs_attr": baseline_sanity(loaded, engine_settings, rows, sanity_rows),
+        "baseline_max_abs_attr": baseline_sanity(engine.loaded, engine.settings, rows, sanity_rows),
         "baseline_sanity_rows": min(sanity_rows, len(rows)),
-        **_provenance_checks(rows, table, loaded, cfg.attribution.output),
-        "method": cfg.attribution.method,
-        "output": cfg.attribution.output,
-        "baseline": cfg.attribution.baseline,
-        "fractions": list(settings.fractions),
-        "random_repeats": qc.random_repeats,
-        "seed": qc.seed,
-        "sample_rows": qc.sample_rows,
+        **_provenance_checks(rows, table, engine.loaded, attribution.output),
+        "settings": {**vars(qc), **{k: getattr(attribution, k) for k in SETTINGS_KEYS}},
         "wall_s": round(time.perf_counter() - started, 3),
     }
     write_qc(output_uri, table, summary)
     return QCResult(table, summary)
+
+
+def _engine(cfg: RunConfig, device: str | None) -> AttributionEngine:
+    """The run's method on a fresh model replica (its forward, baseline and budget are reused)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    eager = "eager" if cfg.attribution.method == "attention" else None
+    return AttributionEngine(load_model(cfg.model, device, eager), EngineSettings.from_config(cfg))
 
 
 def _provenance_checks(rows: pa.Table, table: pa.Table, loaded: LoadedModel, output: str) -> dict:

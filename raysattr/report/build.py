@@ -52,20 +52,13 @@ def render_report(output_uri: str, cfg: ReportConfig | None = None) -> str:
         if getattr(cfg, key) < 1:
             raise ValueError(f"report.{key} must be >= 1, got {getattr(cfg, key)}")
     scan = scan_attributions(output_uri, cfg.top_n)
-    top_keys = [(i, t) for i, t, _ in scan.top]
-    seen = set(top_keys)
-    bottom_keys = [(i, t) for i, t, _ in scan.bottom if (i, t) not in seen]
-    rows = fetch_rows(output_uri, top_keys + bottom_keys)
-    by_key = {(r["id"], r["target"]): r for r in rows}
+    top_keys = {(r.path, r.row) for r in scan.top}
+    bottom = [r for r in scan.bottom if (r.path, r.row) not in top_keys]  # < 2 x top_n rows
+    rows = fetch_rows(output_uri, scan.top + bottom)
     files = read_run_files(output_uri)
     sections: list[Section] = [
         summary_section(files, scan),
-        sequences_section(
-            scan,
-            [by_key[k] for k in top_keys if k in by_key],
-            [by_key[k] for k in bottom_keys if k in by_key],
-            cfg.max_residues,
-        ),
+        sequences_section(rows[: len(scan.top)], rows[len(scan.top) :], cfg.max_residues),
         positions_section(files),
         motifs_section(files),
         delta_section(files, scan),

@@ -81,7 +81,7 @@ def summary_section(files: RunFiles, scan: Scan) -> Section:
     return Section("summary", "Run summary", body)
 
 
-def _sequence_rows(rows: list[dict], scores: dict, max_residues: int) -> list[list]:
+def _sequence_rows(rows: list[dict], max_residues: int) -> list[list]:
     out = []
     for rank, row in enumerate(rows, 1):
         pred, target = row.get("pred"), row.get("target")
@@ -92,7 +92,7 @@ def _sequence_rows(rows: list[dict], scores: dict, max_residues: int) -> list[li
                 row.get("label"),
                 f"{pred} ({fmt(probability(row, pred))})",
                 f"{target} ({fmt(probability(row, target))})",
-                scores.get((row["id"], target), math.nan),
+                row.get("score_sum", math.nan),
                 row.get("delta"),
                 row.get("length"),
                 RawCell(
@@ -120,20 +120,22 @@ SEQUENCE_COLUMNS = (
 )
 
 
-def sequences_section(
-    scan: Scan, top: list[dict], bottom: list[dict], max_residues: int
-) -> Section:
-    """Top and bottom rows by score sum, residues coloured by score (Captum's layout)."""
-    scores = {(i, t): s for i, t, s in scan.top + scan.bottom}
+def sequences_section(top: list[dict], bottom: list[dict], max_residues: int) -> Section:
+    """Top and bottom rows by score sum, residues coloured by score (Captum's layout).
+
+    Args:
+        top, bottom: attribution rows (with `score_sum`), highest and lowest first.
+        max_residues: residues drawn per row.
+    """
     body = paragraph(
         "Score sum = sum of the row's residue scores (residue_attr); rows with status ok only. "
         "delta = Captum's convergence delta (sum of token scores minus F(x) - F(baseline))."
     )
     body += colour_legend()
     body += f'<div id="top-sequences"><h3>Top {len(top)} by score sum</h3>'
-    body += table(SEQUENCE_COLUMNS, _sequence_rows(top, scores, max_residues), "sequences")
+    body += table(SEQUENCE_COLUMNS, _sequence_rows(top, max_residues), "sequences")
     body += f'</div><div id="bottom-sequences"><h3>Bottom {len(bottom)} by score sum</h3>'
-    body += table(SEQUENCE_COLUMNS, _sequence_rows(bottom, scores, max_residues), "sequences")
+    body += table(SEQUENCE_COLUMNS, _sequence_rows(bottom, max_residues), "sequences")
     body += "</div>"
     if not top:
         body += paragraph("No ok rows to show.", "warn")

@@ -184,7 +184,7 @@ def bar_chart(
     """
     counts = np.asarray(counts, np.float64)
     frame = _Frame(
-        width, height, (0.0, float(len(counts))), (0.0, float(counts.max(initial=0)) or 1.0)
+        width, height, (0.0, float(len(counts))), (0.0, 1.05 * float(counts.max(initial=0)) or 1.0)
     )
     body = frame.axes(title, x_label, y_label, x_ticks=False)
     bar_w = (frame.x1 - frame.x0) / max(len(counts), 1)
