@@ -56,7 +56,13 @@ def summary_section(files: RunFiles, scan: Scan) -> Section:
     body += table(("code", "rows"), errors) if errors else paragraph("No error rows.", "ok")
     if summary is None:
         body += missing("summary.json", PRODUCERS["summary.json"])
-        return Section("summary", "Run summary", body)
+    else:
+        body += _last_run(summary)
+    return Section("summary", "Run summary", body)
+
+
+def _last_run(summary: dict) -> str:
+    """What summary.json says about the run that wrote it."""
     rows = summary.get("rows", {})
     last = [
         ("run id", summary.get("run_id", "n/a")),
@@ -68,7 +74,7 @@ def summary_section(files: RunFiles, scan: Scan) -> Section:
         ("sequences/s", summary.get("sequences_per_s")),
         ("model fingerprint", summary.get("model_fingerprint", "n/a")),
     ]
-    body += "<h3>Last run (summary.json)</h3>" + key_values(last)
+    body = "<h3>Last run (summary.json)</h3>" + key_values(last)
     body += "<h3>Versions</h3>" + key_values(sorted((summary.get("versions") or {}).items()))
     inputs = summary.get("inputs") or []
     if inputs:
@@ -78,7 +84,7 @@ def summary_section(files: RunFiles, scan: Scan) -> Section:
     if config:
         body += "<details><summary>Configuration</summary>" + key_values(flatten(config))
         body += "</details>"
-    return Section("summary", "Run summary", body)
+    return body
 
 
 def _sequence_rows(rows: list[dict], max_residues: int) -> list[list]:
