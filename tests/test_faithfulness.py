@@ -135,6 +135,28 @@ def test_random_scores_give_no_gain_over_random_order(run_dir, dna_model_dir, tm
     assert abs(s["aopc_comprehensiveness"]["difference"]) < 0.15, s["aopc_comprehensiveness"]
 
 
+def test_logit_output_and_mask_baseline_are_honoured(run_dir, dna_model_dir, tmp_path):
+    shutil.copytree(run_dir / "attributions", tmp_path / "attributions")
+    cfg = make_cfg(dna_model_dir, sample_rows=8, fractions=[0.2, 1.0], random_repeats=1)
+    cfg.attribution.output, cfg.attribution.baseline = "logit", "mask"
+    qc = faithfulness(str(tmp_path), cfg)
+    assert qc.summary["settings"]["baseline"] == "mask" and qc.summary["n_rows"] == 8
+    assert qc.summary["p_full_max_abs_diff"] is None  # stored probs are not logits
+    assert qc.summary["baseline_max_abs_attr"] < 1e-6
+    row = qc.table.slice(0, 1).to_pylist()[0]
+    loaded = load_model(cfg.model)
+    forward = ModelForward(loaded, "logit")
+    mask_id = loaded.tokenizer.mask_token_id
+    ids = torch.tensor([[2, *[mask_id] * row["n_tokens"], 3]])
+    with torch.no_grad():
+        expected = forward.from_ids(ids, torch.ones_like(ids))[0, row["target"]].item()
+    assert row["p_baseline"] == pytest.approx(expected, abs=1e-4)
+    full = qc.table.filter(pc.equal(qc.table["fraction"], 1.0))  # everything deleted / inserted
+    np.testing.assert_allclose(full["p_deleted"], full["p_baseline"], atol=1e-5)
+    np.testing.assert_allclose(full["p_inserted"], full["p_full"], atol=1e-5)
+    assert max(abs(v) for v in qc.table["p_full"].to_pylist()) > 1  # logits, not probabilities
+
+
 def test_variants_delete_and_insert_the_top_tokens():
     ids = np.array([2, 10, 11, 12, 13, 3])
     attr = np.array([0.0, 0.1, 0.9, 0.5, -1.0, 0.0])

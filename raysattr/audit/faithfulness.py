@@ -40,11 +40,12 @@ part-file order and row count, and read in two streaming passes (keys, then the 
 
 `qc.json`: `aopc_comprehensiveness` and `aopc_sufficiency`, each `{attribution, random,
 difference}` (difference = attribution - random); `by_target` (the same per class);
-`comprehensiveness_win_rate` (share of rows whose attribution order beats random);
+`comprehensiveness_win_rate` (share of rows whose comprehensiveness beats random by > 0.01);
 `curves` (`fractions`, `deletion` / `insertion` mean scores per order); `n_rows`,
 `n_eligible`, `n_skipped` (reason -> rows of the whole output: `windowed`, `status:<code>`);
 `baseline_max_abs_attr`, `baseline_sanity_rows`; `p_full_max_abs_diff` (re-predicted vs stored
-probability: a different model shows here); `model_fingerprint_match`; settings; `wall_s`.
+probability: a different model shows here); `model_fingerprint_match`; `settings` (`qc.*` and
+`attribution.{method,output,baseline,n_steps}`); `wall_s`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ ORDERS = ("attribution", "random")
 REQUIRED_COLUMNS = ("id", "target", "status", "token_ids", "token_attr")
 FORWARD_ONLY_FACTOR = 4  # a no-grad forward keeps no activations for backward: a larger chunk
 SETTINGS_KEYS = ("method", "output", "baseline", "n_steps")  # attribution settings in qc.json
+WIN_MARGIN = 0.01  # a row "wins" when its attribution order beats random by this much
 ROWS_PER_GROUP = 64  # sampled rows whose variants are built at once (bounds host memory)
 QC_SCHEMA = pa.schema(
     [
@@ -101,7 +103,7 @@ class CurveSettings:
         baseline_id: token id that replaces deleted tokens.
         fractions: fractions of content tokens deleted / inserted, each in (0, 1].
         random_repeats: random orders per row for the control.
-        seed: seeds the random orders (per row: `[seed, row rank]`).
+        seed: seeds the random orders (per row, from a hash of seed, id and target).
         max_batch_rows: most variants per forward.
     """
 
@@ -380,7 +382,7 @@ def summarize(table: pa.Table) -> dict:
         subset = [v for key, v in per_row.items() if key[1] == target]
         by_target[str(target)] = {**_contrasts(subset), "n_rows": len(subset)}
     paired = [v for v in per_row.values() if all(o in v for o in ORDERS)]
-    wins = [v["attribution"][0] > v["random"][0] for v in paired]
+    wins = [v["attribution"][0] > v["random"][0] + WIN_MARGIN for v in paired]
     return {
         **_contrasts(list(per_row.values())),
         "by_target": by_target,
