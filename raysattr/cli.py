@@ -1,4 +1,4 @@
-"""`raysattr run|aggregate|demo`: the command line.
+"""`raysattr run|aggregate|qc|report|demo`: the command line.
 
 Exit codes: 0 ok, 1 run failure, 2 bad config/usage.
 """
@@ -29,6 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     agg.add_argument("output", help="run output directory or s3:// prefix")
     agg.add_argument("--config", help="YAML config whose `stats` section applies")
     agg.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stats.alpha=0.01")
+    qc = sub.add_parser("qc", help="faithfulness curves of an existing output -> qc.parquet")
+    qc.add_argument("output", help="run output directory or s3:// prefix")
+    qc.add_argument("--config", help="the run's YAML config (model, attribution and qc sections)")
+    qc.add_argument("overrides", nargs="*", help="key=value overrides, e.g. qc.sample_rows=500")
+    rep = sub.add_parser("report", help="rebuild report.html of an output directory")
+    rep.add_argument("output", help="run output directory or s3:// prefix")
+    rep.add_argument("--config", help="YAML config whose `report` section applies")
+    rep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. report.top_n=50")
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
@@ -45,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             return _run(cfg)
         if args.command == "aggregate":
             return _aggregate(args.output, load(args.config, args.overrides))
+        if args.command == "qc":
+            return _qc(args.output, load(args.config, args.overrides))
+        if args.command == "report":
+            from raysattr.report.build import build_report
+
+            print(build_report(args.output, load(args.config, args.overrides).report))
+            return 0
         return _demo(args.out, args.overrides)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -59,6 +74,8 @@ def _run(cfg) -> int:
 
     result = run(cfg)
     print(result.one_line())
+    if "report" in result.summary:
+        print(f"raysattr: report -> {result.summary['report']}")
     return 0
 
 
@@ -81,6 +98,19 @@ def _aggregate(output: str, cfg) -> int:
         f"raysattr: statistics of {stats['rows']} rows -> {output}: "
         f"{stats['n_significant']} significant k-mers, {len(stats['motifs'])} motifs, "
         f"{stats['n_seqlets']} seqlets; top {', '.join(stats['top_motifs'][:3]) or 'none'}"
+    )
+    return 0
+
+
+def _qc(output: str, cfg) -> int:
+    from raysattr.audit.faithfulness import faithfulness
+
+    qc = faithfulness(output, cfg).summary
+    comp, suff = qc["aopc_comprehensiveness"], qc["aopc_sufficiency"]
+    print(
+        f"raysattr: faithfulness of {qc['n_rows']} rows -> {output}/qc.parquet: AOPC "
+        f"comprehensiveness {comp['attribution']:.3f} (random {comp['random']:.3f}), "
+        f"sufficiency {suff['attribution']:.3f} (random {suff['random']:.3f})"
     )
     return 0
 

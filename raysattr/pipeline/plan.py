@@ -147,9 +147,48 @@ def run(cfg: RunConfig) -> RunResult:
         versions=_versions(),
     )
     _write_json(cfg.output.uri, "summary.json", result)
+    finish(cfg, result)
+    return RunResult(result, cfg.output.uri)
+
+
+def finish(cfg: RunConfig, result: dict) -> None:
+    """After the attributions: statistics, faithfulness, report (each when enabled). A step that
+    has nothing to work on (e.g. every row is an error row) is skipped with its reason."""
     if cfg.stats.enabled:
         result["stats"] = _aggregate(cfg)
-    return RunResult(result, cfg.output.uri)
+    if cfg.qc.enabled:
+        result["qc"] = _faithfulness(cfg)
+    if cfg.report.enabled:
+        from raysattr.report.build import build_report
+
+        result["report"] = build_report(cfg.output.uri, cfg.report)
+
+
+def _faithfulness(cfg: RunConfig) -> dict:
+    """Deletion/insertion curves as one Ray task with an actor's resources (a GPU on a cluster)."""
+    from raysattr.audit.faithfulness import faithfulness
+
+    def task():
+        return faithfulness(cfg.output.uri, cfg).summary
+
+    remote = ray.remote(
+        num_gpus=cfg.compute.gpus_per_actor or 0, num_cpus=cfg.compute.cpus_per_actor
+    )(task)
+    try:
+        qc = ray.get(remote.remote())
+    except ray.exceptions.RayTaskError as exc:
+        if not isinstance(exc.cause, ValueError):
+            raise
+        log.warning("raysattr: faithfulness skipped: %s", exc.cause)
+        return {"skipped": str(exc.cause)}
+    comp = qc["aopc_comprehensiveness"]
+    log.info(
+        "raysattr: faithfulness: AOPC comprehensiveness %.3f (random %.3f) over %d rows",
+        comp["attribution"],
+        comp["random"],
+        qc["n_rows"],
+    )
+    return {"aopc_comprehensiveness": comp, "n_rows": qc["n_rows"]}
 
 
 def _aggregate(cfg: RunConfig) -> dict:

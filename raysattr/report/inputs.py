@@ -27,9 +27,9 @@ PRODUCERS = {
     "layer_stats.parquet": (
         "raysattr aggregate OUTPUT_DIR, on a run with attribution.method=layer_conductance"
     ),
-    "qc.parquet": "raysattr audit OUTPUT_DIR (faithfulness, qc.enabled=true)",
-    "qc.json": "raysattr audit OUTPUT_DIR (faithfulness, qc.enabled=true)",
-    "audit.json": "raysattr audit OUTPUT_DIR --previous PREVIOUS_OUTPUT_DIR",
+    "qc.parquet": "raysattr qc OUTPUT_DIR --config CONFIG (or a run with qc.enabled=true)",
+    "qc.json": "raysattr qc OUTPUT_DIR --config CONFIG (or a run with qc.enabled=true)",
+    "audit.json": "raysattr audit configs/audit.yaml (audit.previous=PREVIOUS_AUDIT_DIR)",
 }
 PARQUET_FILES = (
     "position_stats",
