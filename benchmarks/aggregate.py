@@ -117,13 +117,13 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def timed_map(marks: list[float]) -> Callable:
-    """`local_map` that notes the time each pass's partials are all computed."""
+def timed_map(marks: list[tuple[float, int]]) -> Callable:
+    """`local_map` that notes the time and peak RSS when each pass's partials are computed."""
 
     def map_fn(func: Callable, items: list) -> Iterator:
         for item in items:
             yield func(item)
-        marks.append(time.perf_counter())
+        marks.append((time.perf_counter(), peak_rss_bytes()))
 
     return map_fn
 
@@ -133,7 +133,7 @@ def child(spec: dict) -> dict:
     out = {"load_before": os.getloadavg()[0], "rss_before": peak_rss_bytes()}
     if spec.get("import_only"):
         return out
-    marks: list[float] = []
+    marks: list[tuple[float, int]] = []
     profile = cProfile.Profile() if spec.get("profile") else None
     start = time.perf_counter()
     if profile:
@@ -144,10 +144,12 @@ def child(spec: dict) -> dict:
     end = time.perf_counter()
     out.update(
         wall=end - start,
-        pass1=marks[0] - start,
-        pass2=marks[1] - marks[0],
-        finish=end - marks[1],
+        pass1=marks[0][0] - start,
+        pass2=marks[1][0] - marks[0][0],
+        finish=end - marks[1][0],
         peak_rss=peak_rss_bytes(),
+        peak_pass1=marks[0][1],
+        peak_pass2=marks[1][1],
         load_after=os.getloadavg()[0],
         rows=stats["rows"],
         n_seqlets=stats["n_seqlets"],
@@ -202,7 +204,7 @@ def measure_size(tmp: Path, n_rows: int, rows_per_file: int, profile: bool) -> d
 
 HEADER = (
     f"{'rows':>10}{'files':>6}{'data MB':>8}{'gen s':>7}{'wall s':>8}{'rows/s':>8}"
-    f"{'pass1 s':>8}{'pass2 s':>8}{'finish':>7}{'peak MiB':>9}{'growth':>7}"
+    f"{'pass1 s':>8}{'pass2 s':>8}{'finish':>7}{'peak p1/p2/end':>17}{'growth':>7}"
     f"{'load':>11}  top motif"
 )
 
@@ -213,7 +215,8 @@ def row_line(r: dict, baseline: int) -> str:
     return (
         f"{r['n_rows']:>10,}{r['files']:>6}{r['data_bytes'] / 1e6:8.0f}{r['generate']:7.1f}"
         f"{r['wall']:8.1f}{r['n_rows'] / r['wall']:8.0f}{r['pass1']:8.1f}{r['pass2']:8.1f}"
-        f"{r['finish']:7.1f}{r['peak_rss'] / 2**20:9.0f}{(r['peak_rss'] - baseline) / 2**20:7.0f}"
+        f"{r['finish']:7.1f}{r['peak_pass1'] / 2**20:7.0f}{r['peak_pass2'] / 2**20:5.0f}"
+        f"{r['peak_rss'] / 2**20:5.0f}{(r['peak_rss'] - baseline) / 2**20:7.0f}"
         f"{r['load_before']:6.2f}>{r['load_after']:<4.2f}  {top['motif']} (k={top['k']}, "
         f"class {top['class']}): {mark}"
     )
