@@ -1,6 +1,6 @@
-"""`raysattr run|aggregate|qc|report|demo`: the command line.
+"""`raysattr run|aggregate|qc|report|audit|demo`: the command line.
 
-Exit codes: 0 ok, 1 run failure, 2 bad config/usage.
+Exit codes: 0 ok, 1 run failure, 2 bad config/usage, 3 audit found drift.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("output", help="run output directory or s3:// prefix")
     rep.add_argument("--config", help="YAML config whose `report` section applies")
     rep.add_argument("overrides", nargs="*", help="key=value overrides, e.g. report.top_n=50")
+    audit = sub.add_parser("audit", help="audit a dataset snapshot against the previous audit")
+    audit.add_argument("config", help="YAML config, e.g. configs/audit.yaml")
+    audit.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. audit.incremental=true"
+    )
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             return _aggregate(args.output, load(args.config, args.overrides))
         if args.command == "qc":
             return _qc(args.output, load(args.config, args.overrides))
+        if args.command == "audit":
+            return _audit(load(args.config, args.overrides))
         if args.command == "report":
             from raysattr.report.build import build_report
 
@@ -100,6 +107,25 @@ def _aggregate(output: str, cfg) -> int:
         f"{stats['n_seqlets']} seqlets; top {', '.join(stats['top_motifs'][:3]) or 'none'}"
     )
     return 0
+
+
+def _audit(cfg) -> int:
+    from raysattr.audit.scheduled import DRIFT_EXIT, run_audit
+
+    audit = run_audit(cfg)
+    drift = ", ".join(audit["drift"]) or "none"
+    print(
+        f"raysattr: audit {audit['audit_id']} {audit['status']} ({audit['mode']}, "
+        f"{audit['rows_processed']} rows) vs {audit['previous'] or 'nothing'}; drift: {drift}"
+    )
+    for check in audit["checks"]:
+        if not check["passed"]:
+            print(
+                f"  DRIFT {check['name']}: {check['value']} (threshold {check['threshold']}): "
+                f"{check['detail']}"
+            )
+    print(f"raysattr: audit -> {audit['output']}/audit.json")
+    return DRIFT_EXIT if audit["status"] == "drift" else 0
 
 
 def _qc(output: str, cfg) -> int:

@@ -151,6 +151,31 @@ class ReportConfig:
 
 
 @dataclass
+class DriftThresholds:
+    """Audit checks: a value past its threshold is drift (exit code 3)."""
+
+    motif_jaccard_min: float = 0.5  # top-k significant motifs, now vs previous
+    motif_rank_corr_min: float = 0.5  # Spearman of their ranks over the union
+    position_distance_max: float = 0.2  # 1 - cosine of per-class relative position profiles
+    pred_shift_max: float = 0.1  # total variation distance of predicted classes
+    label_shift_max: float = 0.1  # ... of labels
+    delta_shift_max: float = 0.2  # ... of the |delta|/|F(x)-F(x')| histogram
+    error_rate_increase_max: float = 0.02  # error rows / rows, now minus previous
+
+
+@dataclass
+class AuditConfig:
+    """Scheduled audits: each writes `root/<audit_id>/` and compares it with the previous one."""
+
+    root: str = "outputs/audits"
+    audit_id: str | None = None  # None = UTC date-time, e.g. 20261121T030000
+    previous: str | None = None  # None = the latest audit under `root` with an audit.json
+    incremental: bool = False  # process only input files new since the previous audit
+    top_k: int = 20
+    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+
+
+@dataclass
 class RunConfig:
     """A whole run."""
 
@@ -165,6 +190,7 @@ class RunConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     qc: QCConfig = field(default_factory=QCConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -275,6 +301,9 @@ def validate(cfg: RunConfig) -> None:
     _validate_method(cfg.attribution.compare_method, "attribution.compare_method")
     _validate_stats(cfg.stats)
     _validate_qc(cfg.qc)
+    _check_positive("audit.top_k", cfg.audit.top_k)
+    if cfg.audit.audit_id is not None and not re.fullmatch(r"[\w.-]+", cfg.audit.audit_id):
+        raise ConfigError(f"audit.audit_id={cfg.audit.audit_id!r}: use letters, digits, _ . -")
 
 
 def _validate_stats(st: StatsConfig) -> None:

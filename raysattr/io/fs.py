@@ -44,3 +44,13 @@ def copy_prefix_to_local(uri: str, target: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
         fs.get(remote, str(local))
     marker.write_text(uri)
+
+
+def write_json(uri: str, name: str, payload: dict) -> None:
+    """Write `payload` as `<uri>/<name>` (local or s3://), creating the directory."""
+    import json
+
+    fs, root = filesystem(uri)
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(f"{root.rstrip('/')}/{name}", "w") as handle:
+        json.dump(payload, handle, indent=2, default=str)

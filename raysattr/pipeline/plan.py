@@ -6,7 +6,6 @@ files -> read + tokenize (CPU actors) -> repartition -> attribute (actor pool)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ import ray
 
 from raysattr import __version__
 from raysattr.config import RunConfig, to_dict
-from raysattr.io.fs import filesystem
+from raysattr.io.fs import filesystem, write_json
 from raysattr.io.results import existing_ids
 from raysattr.io.sources import list_inputs, read_file
 from raysattr.pipeline.stages import AttributeStage, TokenizeStage, WriteStage, read_files
@@ -125,10 +124,18 @@ def _fault_env() -> dict | None:
     return {"env_vars": env} if env else None
 
 
-def run(cfg: RunConfig) -> RunResult:
-    """Run the attribution job described by `cfg` and write `attributions/` + `summary.json`."""
+def run(cfg: RunConfig, files: list | None = None) -> RunResult:
+    """Run the attribution job described by `cfg` and write `attributions/` + `summary.json`.
+
+    Args:
+        cfg: the run.
+        files: `InputFile`s to read (default: every file under `cfg.data.uri`); audits pass the
+            files new since the previous audit.
+    """
     started = time.time()
-    files = list_inputs(cfg.data.uri)
+    files = list_inputs(cfg.data.uri) if files is None else files
+    if not files:
+        raise ValueError(f"no input files to process under {cfg.data.uri}")
     _check_first_file(files[0].uri, cfg)
     done_ids = _prepare_output(cfg)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -146,7 +153,7 @@ def run(cfg: RunConfig) -> RunResult:
         inputs=[vars(f) for f in files],
         versions=_versions(),
     )
-    _write_json(cfg.output.uri, "summary.json", result)
+    write_json(cfg.output.uri, "summary.json", result)
     finish(cfg, result)
     return RunResult(result, cfg.output.uri)
 
@@ -223,10 +230,3 @@ def _versions() -> dict:
         "captum": captum.__version__,
         "pyarrow": pa.__version__,
     }
-
-
-def _write_json(output_uri: str, name: str, payload: dict) -> None:
-    fs, root = filesystem(output_uri)
-    fs.makedirs(root, exist_ok=True)
-    with fs.open(f"{root.rstrip('/')}/{name}", "w") as handle:
-        json.dump(payload, handle, indent=2, default=str)
