@@ -79,6 +79,8 @@ def config(model_dir, data_uri, out_uri, *extra):
             "compute.rows_per_block=40",
             "compute.rows_per_call=40",
             "data.passthrough_columns=[]",
+            "qc.enabled=false",  # faithfulness and the report have tests of their own;
+            "report.enabled=false",  # the S3 test turns them on
             *extra,
         ],
     )
@@ -251,8 +253,31 @@ def test_s3_in_and_out_and_unreadable_key(ray_session, s3, model_dir, tmp_path):
     table = dna_rows(50, seed=2)
     with s3.open("raysattr-test/in/part-0.parquet", "wb") as fh:
         pq.write_table(table, fh)
-    run(config(model_dir, "s3://raysattr-test/in/", "s3://raysattr-test/out"))
+    result = run(
+        config(
+            model_dir,
+            "s3://raysattr-test/in/",
+            "s3://raysattr-test/out",
+            "qc.enabled=true",
+            "qc.sample_rows=10",
+            "report.enabled=true",
+        )
+    )
     out = read_attributions("s3://raysattr-test/out")
+    written = {p.rsplit("/", 1)[-1] for p in s3.ls("raysattr-test/out")}
+    for name in (
+        "summary.json",
+        "position_stats.parquet",
+        "motif_stats.parquet",
+        "seqlets.parquet",
+        "motifs.meme",
+        "stats.json",
+        "qc.parquet",
+        "report.html",
+    ):
+        assert name in written, (name, written)
+    assert result.summary["report"] == "s3://raysattr-test/out/report.html"
+    assert result.summary["stats"]["rows"] == result.summary["rows"]["ok"]
     assert sorted(out.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
     assert s3.exists("raysattr-test/out/summary.json")
     summary = json.loads(s3.cat("raysattr-test/out/summary.json"))
