@@ -117,6 +117,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (robust to other load, unlike wall time)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_map(marks: list[tuple[float, int]]) -> Callable:
     """`local_map` that notes the time and peak RSS when each pass's partials are computed."""
 
@@ -135,7 +141,7 @@ def child(spec: dict) -> dict:
         return out
     marks: list[tuple[float, int]] = []
     profile = cProfile.Profile() if spec.get("profile") else None
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     if profile:
         profile.enable()
     stats = aggregate(spec["out"], StatsConfig(), map_fn=timed_map(marks))
@@ -144,6 +150,7 @@ def child(spec: dict) -> dict:
     end = time.perf_counter()
     out.update(
         wall=end - start,
+        cpu=cpu_seconds() - cpu_start,
         pass1=marks[0][0] - start,
         pass2=marks[1][0] - marks[0][0],
         finish=end - marks[1][0],
@@ -204,19 +211,20 @@ def measure_size(tmp: Path, n_rows: int, rows_per_file: int, profile: bool) -> d
 
 HEADER = (
     f"{'rows':>10}{'files':>6}{'data MB':>8}{'gen s':>7}{'wall s':>8}{'rows/s':>8}"
-    f"{'pass1 s':>8}{'pass2 s':>8}{'finish':>7}{'peak p1/p2/end':>17}{'growth':>7}"
-    f"{'load':>11}  top motif"
+    f"{'cpu s':>7}{'rows/cpu-s':>11}{'pass1 s':>8}{'pass2 s':>8}{'finish':>7}"
+    f"{'peak p1/p2/end':>17}{'growth':>7}{'load':>11}  top motif"
 )
 
 
 def row_line(r: dict, baseline: int) -> str:
-    top = r["top"]
+    n, top, mib = r["n_rows"], r["top"], 2**20
     mark = "planted, ok" if top["planted"] else "NOT the planted motif"
     return (
-        f"{r['n_rows']:>10,}{r['files']:>6}{r['data_bytes'] / 1e6:8.0f}{r['generate']:7.1f}"
-        f"{r['wall']:8.1f}{r['n_rows'] / r['wall']:8.0f}{r['pass1']:8.1f}{r['pass2']:8.1f}"
-        f"{r['finish']:7.1f}{r['peak_pass1'] / 2**20:7.0f}{r['peak_pass2'] / 2**20:5.0f}"
-        f"{r['peak_rss'] / 2**20:5.0f}{(r['peak_rss'] - baseline) / 2**20:7.0f}"
+        f"{n:>10,}{r['files']:>6}{r['data_bytes'] / 1e6:8.0f}{r['generate']:7.1f}"
+        f"{r['wall']:8.1f}{n / r['wall']:8.0f}{r['cpu']:7.1f}{n / r['cpu']:11.0f}"
+        f"{r['pass1']:8.1f}{r['pass2']:8.1f}{r['finish']:7.1f}"
+        f"{r['peak_pass1'] / mib:7.0f}{r['peak_pass2'] / mib:5.0f}{r['peak_rss'] / mib:5.0f}"
+        f"{(r['peak_rss'] - baseline) / mib:7.0f}"
         f"{r['load_before']:6.2f}>{r['load_after']:<4.2f}  {top['motif']} (k={top['k']}, "
         f"class {top['class']}): {mark}"
     )
@@ -224,16 +232,19 @@ def row_line(r: dict, baseline: int) -> str:
 
 def print_ratios(small: dict, large: dict, baseline: int) -> None:
     rows = large["n_rows"] / small["n_rows"]
+
+    def ratio(key: str) -> float:
+        return large[key] / small[key]
+
     growth = (large["peak_rss"] - baseline) / max(small["peak_rss"] - baseline, 1)
     print(
-        f"\n{rows:.0f}x the rows: time x{large['wall'] / small['wall']:.2f} (linear: "
-        f"x{rows:.0f}; per-row cost x{large['wall'] / small['wall'] / rows:.2f}), "
-        f"pass 1 x{large['pass1'] / small['pass1']:.2f}, "
-        f"pass 2 x{large['pass2'] / small['pass2']:.2f}"
+        f"\n{rows:.0f}x the rows (linear: x{rows:.0f}): wall time x{ratio('wall'):.2f} "
+        f"(pass 1 x{ratio('pass1'):.2f}, pass 2 x{ratio('pass2'):.2f}), "
+        f"CPU time x{ratio('cpu'):.2f} (per-row CPU cost x{ratio('cpu') / rows:.2f})"
     )
     print(
-        f"peak RSS x{large['peak_rss'] / small['peak_rss']:.2f} (flat: x1), growth over the "
-        f"import-only baseline x{growth:.2f}"
+        f"peak RSS x{ratio('peak_rss'):.2f} (flat: x1), growth over the import-only baseline "
+        f"x{growth:.2f}"
     )
 
 
