@@ -30,6 +30,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/aggregate.py
 
 clean:
 	rm -rf outputs .pytest_cache
