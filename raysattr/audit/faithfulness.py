@@ -140,7 +140,10 @@ def sample_keys(output_uri: str, sample_rows: int, seed: int) -> tuple[list, int
     """
     dataset = attributions_dataset(output_uri)
     if dataset is None:
-        raise ValueError(f"no attributions under {output_uri!r}/attributions: run it first")
+        raise ValueError(
+            f"no attributions under {output_uri!r}/attributions (no part-*.parquet files): "
+            "run `raysattr run` first"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.schema.names]
     if missing:
         raise ValueError(f"{output_uri!r}/attributions lacks column(s) {', '.join(missing)}")
