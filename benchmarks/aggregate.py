@@ -1,8 +1,9 @@
 """Benchmark: dataset statistics (`raysattr.stats.run.aggregate`) at two sizes, rows/s and memory.
 
-Run `.venv/bin/python benchmarks/aggregate.py` (100k vs 1M rows; about 1.5 GB of temp files at
-1M) or `... --quick` (10k vs 100k), `--rows 20000,200000` for other sizes, `--profile` to run
-cProfile on the first size and print where the time goes.
+Run `.venv/bin/python benchmarks/aggregate.py` (100k vs 1M rows: 2 GB of temp files at 1M, about
+5 CPU-minutes, 8-13 minutes on 2 shared cores) or `... --quick` (10k vs 100k, under a minute),
+`--rows 20000,200000` for other sizes, `--profile` to run cProfile on the first size and print
+where the time goes. Only one size's files exist at a time; all are deleted at the end.
 
 Data, written to a temp dir with numpy/pyarrow one part file at a time (never all rows in
 memory): `attributions/part-*.parquet` of `--rows-per-file` rows (default 512, the pipeline's
@@ -19,13 +20,16 @@ and pred groups differ) and 0.2 % of rows are error rows (`attribution_failed`, 
 Each size is aggregated in a fresh subprocess with default `StatsConfig` (DNA, k 4-8, standalone
 in-process loop, as `raysattr aggregate` runs without `RAY_ADDRESS`), so its `ru_maxrss` is that
 size's peak RSS. A child that only imports the modules gives the baseline RSS. Printed per size:
-wall seconds of `aggregate()` (split into pass 1, pass 2, and finalize + write), rows/s, peak RSS
-and its growth over the baseline, the 1-minute load average before and after, and whether the
-planted motif ranks first; then the ratios time(large)/time(small) (linear = the rows ratio) and
-peak(large)/peak(small) (flat = 1). The files are read back from the page cache (the machine has
-RAM to spare), so this measures compute, not disk.
+wall seconds of `aggregate()` (split into pass 1, pass 2, and finalize + write), rows/s, the
+child's CPU seconds (user + system: what to compare when other work shares the cores), peak RSS
+after pass 1, pass 2 and at the end, its growth over the baseline, the 1-minute load average
+before and after, and whether the planted motif ranks first; then the ratios
+time(large)/time(small), wall and CPU (linear = the rows ratio; the fixed finalize cost makes it
+a little less), and peak(large)/peak(small) (flat = 1). The files are read back from the page
+cache (the machine has RAM to spare), so this measures compute, not disk.
 
-On 2 shared cores timings scale with the load: compare runs only at similar load averages.
+On 2 shared cores wall times scale with the load: compare wall figures only at similar load
+averages, CPU figures across loads.
 """
 
 from __future__ import annotations
@@ -185,11 +189,10 @@ def profile_text(profile: cProfile.Profile, lines: int = 30) -> str:
 def run_child(spec: dict) -> dict:
     """`child(spec)` in a fresh Python process; its result (the last line it prints)."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True
     )
+    if done.returncode:
+        raise RuntimeError(f"child {spec} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -249,13 +252,18 @@ def print_ratios(small: dict, large: dict, baseline: int) -> None:
 
 
 def parse_rows(text: str) -> list[int]:
-    sizes = [int(float(part)) for part in text.split(",") if part.strip()]
+    """`"100000,1e6"` -> `[100000, 1000000]`; ValueError unless every size is a positive count."""
+    try:
+        sizes = [int(float(part)) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
     if not sizes or min(sizes) <= 0:
         raise ValueError(f"--rows: expected positive row counts like 100000,1000000; got {text!r}")
     return sizes
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[int]]:
+    """Command-line options and the sizes to measure (`--profile`: the first size only)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k vs 100k rows")
     parser.add_argument("--rows", help="comma-separated sizes (default 100000,1000000)")
@@ -264,10 +272,19 @@ def main() -> None:
     parser.add_argument("--tmp-dir", help="where the part files go (default: system temp)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    try:
+        sizes = parse_rows(args.rows or ("10000,100000" if args.quick else "100000,1000000"))
+    except ValueError as err:
+        parser.error(str(err))
+    if args.rows_per_file <= 0:
+        parser.error(f"--rows-per-file: expected a positive row count; got {args.rows_per_file}")
+    return args, sizes[:1] if args.profile else sizes
+
+
+def main() -> None:
+    args, sizes = parse_args()
     if args.child:
         return print(json.dumps(child(json.loads(args.child))))
-    sizes = parse_rows(args.rows or ("10000,100000" if args.quick else "100000,1000000"))
-    sizes = sizes[:1] if args.profile else sizes
     started = time.perf_counter()
     print(
         f"numpy {np.__version__}, pyarrow {pa.__version__}, {os.cpu_count()} cores, load average "
