@@ -1,32 +1,30 @@
 """Benchmark: the Ray Data pipeline against the engine alone, 1 vs 2 actors, driver memory.
 
-Run `.venv/bin/python benchmarks/pipeline.py` (about 12 minutes on 2 quiet cores) or `... --quick`
-(about 4). One process, except the memory section: each size runs in a fresh subprocess.
+`.venv/bin/python benchmarks/pipeline.py`: 8-14 minutes on 2 cores (the longer when shared);
+`--quick`: about 3. One process, except the memory section (a fresh subprocess per size).
 
 Data and model, built in a temp dir: seeded DNA rows of 40-80 nt from `raysattr.demo.generate` in
-one parquet file, and a random-weight BERT of the demo model's shape (hidden 64, 2 layers, 4
-heads, intermediate 128) with the DNABERT k=6 vocabulary, saved with `save_pretrained`.
+one parquet file; a random-weight BERT of the demo model's shape (hidden 64, 2 layers, 4 heads,
+intermediate 128), DNABERT k=6 vocabulary, saved with `save_pretrained`. Every `run()` has
+statistics, faithfulness and report disabled; `plan.finish` times them afterwards, one by one.
 
-- **overhead**, per method (`lig` with 8 steps: compute dominates; `saliency`: the pipeline's own
-  costs dominate): (a) *engine alone*: only `AttributionEngine.run`, in the driver, in calls of
-  `rows_per_call` rows, torch on 1 thread (what an actor with `cpus_per_actor=1` gets: Ray sets
-  `OMP_NUM_THREADS=1`); (b) *stages serially*: the pipeline's stage classes (read,
-  `TokenizeStage`, `AttributeStage`, `WriteStage`) in a loop in the driver, no Ray;
-  (c) `raysattr.pipeline.plan.run(cfg)`, 1 actor: *cold* = `init_ray` + the first `run()`,
-  *warm* = a later `run()` in the same Ray session. Every `run()` still starts its actor pools
-  (new processes that import torch) and loads the model: that fixed cost is the warm `run()` of
-  one call's rows (`small`), and *marginal* seq/s = (N - n_small) / (t_N - t_small) is the
-  steady-state rate. `x engine` = seq/s over the engine's seq/s (target >= 0.91, i.e. overhead
-  <= 10 %). (a), (b) and warm (c) are best of `repeats`, interleaved.
-- **actors**: warm `run()` with `min_actors = max_actors = 2`, `cpus_per_actor = 1` against 1
-  actor, total and marginal; the engine alone on 2 torch threads for reference. Both actors,
-  the tokenize and write actors and the driver share 2 cores: the ceiling is 2x.
-- **memory**: `saliency` over the small and the large data set, each in a fresh process: Ray
-  started, the RSS high-water mark reset (`/proc/self/clear_refs`), `run()`, then `VmHWM`. Printed:
-  RSS before, peak growth during `run()`, growth still held after it, the size (tracemalloc) of a
-  set of `"{id}\\x00{target}"` keys like the one `RunSummary` keeps for the duplicate check, and
-  the peak growth of a `resume` run over the finished output (every id read back into
-  `done_ids`, every row skipped).
+- **overhead** per method (`lig`, 8 steps: compute dominates; `saliency`: the pipeline's own
+  costs do): (a) *engine alone*: `AttributionEngine.run` only, in the driver, in calls of
+  `rows_per_call` rows, torch on 1 thread (an actor with `cpus_per_actor=1` gets
+  `OMP_NUM_THREADS=1`); (b) *stages serially*: the pipeline's stage classes in a loop in the
+  driver, no Ray; (c) `raysattr.pipeline.plan.run(cfg)`, 1 actor: *cold* = `init_ray` + first
+  `run()`, *warm* = a later `run()` (every `run()` still starts its actor pools and loads the
+  model). `run()` gets a `RunSummary` subclass that notes when each result batch (one per block)
+  arrives: *streaming* = rows after the first batch / seconds from the first to the last,
+  *fixed cost* = warm seconds - N / streaming, hence the size from which overhead <= 10 %.
+  `x engine` = seq/s over the engine's (target >= 0.91). Best of 2, interleaved.
+- **actors**: warm `run()` with `min_actors = max_actors = 2` against 1 actor. Both actors, the
+  tokenize and write actors and the driver share the 2 cores: the ceiling is 2x.
+- **memory** (`saliency`, 10k vs 100k rows): Ray started, the RSS high-water mark reset
+  (`/proc/self/clear_refs`), `run()`, then `VmHWM`; the same around each step `run()` ends
+  with, and around a `resume` run() of the finished output (all ids read into `done_ids`, every
+  row skipped). `id set`: tracemalloc size of a set of `"{id}\\x00{target}"` keys like the one
+  `RunSummary` keeps for the duplicate check.
 
 On 2 cores other processes distort timings badly: the load average is printed per section.
 """
@@ -34,6 +32,7 @@ On 2 cores other processes distort timings badly: the load average is printed pe
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -43,7 +42,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -56,16 +56,17 @@ from transformers.utils import logging as hf_logging
 from raysattr.config import RunConfig, load
 from raysattr.demo import DatasetSpec, generate, write
 from raysattr.io.sources import list_inputs, read_file
-from raysattr.pipeline.aggregate import ray_map
+from raysattr.pipeline import plan
 from raysattr.pipeline.plan import init_ray, run
 from raysattr.pipeline.stages import AttributeStage, TokenizeStage, WriteStage, rows_from_table
-from raysattr.stats.run import aggregate
+from raysattr.pipeline.summary import RunSummary
 from raysattr.tokenize import build_kmer_vocab
 
 K = 6
 SEED = 0
 LENGTHS = (40, 80)  # nucleotides (35-75 k-mers): short, so that 100k rows fit in minutes
 ROWS_PER_CALL, ROWS_PER_BLOCK = 256, 512
+MIN_BATCHES = 6  # result batches (one per block) needed for a streaming rate
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,10 @@ def make_config(model_dir, data_uri: str, out_uri: str, w: Workload, actors: int
         "compute.rows_per_block": ROWS_PER_BLOCK,
         "output.uri": out_uri,
         "output.mode": "overwrite",
-        "stats.enabled": "false",  # timed on its own: `timed_statistics`
+        # The steps run() ends with, timed on their own by `timed_finish`:
+        "stats.enabled": "false",
+        "qc.enabled": "false",
+        "report.enabled": "false",
     }
     return load(None, [f"{k}={v}" for k, v in overrides.items()])
 
@@ -204,53 +208,72 @@ def _time_engine_calls(stage: AttributeStage, times: SerialTimes) -> None:
 
 
 # -------------------------------------------------------------------------------- with Ray
-def timed_run(cfg: RunConfig) -> float:
-    """Seconds of one `run(cfg)`; fails when a row is missing, an error or a duplicate."""
-    start = time.perf_counter()
-    result = run(cfg)
-    seconds = time.perf_counter() - start
-    rows = result.summary["rows"]
-    if (
-        rows["error"]
-        or rows["n_duplicate_ids"]
-        or rows["out"] != pq.read_metadata(cfg.data.uri).num_rows
-    ):
-        raise RuntimeError(f"run() on {cfg.data.uri}: {result.one_line()}")
-    return seconds
-
-
 @dataclass
-class RayTimes:
-    n_rows: int
-    warm: float = float("inf")
-    small: float = float("inf")  # warm run() of ROWS_PER_CALL rows: mostly the fixed cost
-    cold: float | None = None  # the first run() in the process
-    init: float | None = None  # init_ray()
-    stats: float | None = None  # the statistics run() computes at the end when enabled
+class RunTiming:
+    """One `run()`: wall seconds; seconds to its first result batch (start-up) and after its
+    last (shutdown); streaming rate = rows after the first batch / seconds first to last batch."""
 
-    @property
-    def marginal_rate(self) -> float:
-        return (self.n_rows - ROWS_PER_CALL) / (self.warm - self.small)
+    seconds: float
+    first: float
+    tail: float
+    rate: float  # NaN under MIN_BATCHES result batches
 
-    def measure(self, make: Callable[[bool], RunConfig]) -> None:
-        """One more warm run() of the small and the full data set; keeps the best."""
-        self.small = min(self.small, timed_run(make(True)))
-        self.warm = min(self.warm, timed_run(make(False)))
+    def best(self, other: RunTiming | None) -> RunTiming:
+        return self if other is None else min(self, other, key=lambda t: t.seconds)
 
 
-def timed_statistics(cfg: RunConfig) -> float:
-    """Seconds of the statistics `run()` adds when `stats.enabled` (as Ray tasks, as it does)."""
-    start = time.perf_counter()
-    aggregate(cfg.output.uri, cfg.stats, map_fn=ray_map)
-    return time.perf_counter() - start
+@contextmanager
+def result_arrivals() -> Iterator[list[tuple[float, int]]]:
+    """Record `(time, rows)` of every result batch `run()` receives, by handing it a
+    `RunSummary` subclass whose `add` notes the time first (the real summary still runs)."""
+    arrivals: list[tuple[float, int]] = []
+
+    class TimedSummary(RunSummary):
+        def add(self, batch) -> None:
+            arrivals.append((time.perf_counter(), batch.num_rows))
+            super().add(batch)
+
+    plan.RunSummary = TimedSummary
+    try:
+        yield arrivals
+    finally:
+        plan.RunSummary = RunSummary
 
 
-def cold_start(times: RayTimes, make: Callable[[bool], RunConfig]) -> None:
-    """`init_ray` and the first `run()` of the process."""
-    start = time.perf_counter()
-    init_ray(None)
-    times.init = time.perf_counter() - start
-    times.cold = timed_run(make(False))
+def timed_run(cfg: RunConfig) -> RunTiming:
+    """Time one `run(cfg)`; fails when a row is missing, an error or a duplicate."""
+    with result_arrivals() as arrivals:
+        start = time.perf_counter()
+        result = run(cfg)
+        seconds = time.perf_counter() - start
+    rows = result.summary["rows"]
+    expected = pq.read_metadata(cfg.data.uri).num_rows
+    if rows["error"] or rows["n_duplicate_ids"] or rows["out"] != expected:
+        raise RuntimeError(f"run() on {cfg.data.uri}: {result.one_line()}")
+    streamed = float("nan")
+    if len(arrivals) >= MIN_BATCHES:  # fewer: they come in one burst, the rate means nothing
+        streamed = sum(n for _, n in arrivals[1:]) / (arrivals[-1][0] - arrivals[0][0])
+    first, last = arrivals[0][0] - start, arrivals[-1][0] - start
+    return RunTiming(seconds, first, seconds - last, streamed)
+
+
+def timed_finish(cfg: RunConfig, base_rss: int | None = None) -> dict[str, tuple[float, int]]:
+    """The steps `run()` ends with when enabled (statistics, faithfulness, report), one at a time
+    in its order over `cfg`'s finished output: `{step: (seconds, peak RSS - base_rss)}`, the
+    peak measured only when `base_rss` is given."""
+    steps = ("stats", "qc", "report")
+    out = {}
+    for step in steps:
+        only = copy.deepcopy(cfg)
+        for other in steps:
+            getattr(only, other).enabled = other == step
+        if base_rss is not None:
+            reset_peak()
+        start = time.perf_counter()
+        plan.finish(only, {})
+        peak = status_bytes("VmHWM") - base_rss if base_rss is not None else 0
+        out[step] = (time.perf_counter() - start, peak)
+    return out
 
 
 # ------------------------------------------------------------------------------- printing
@@ -259,63 +282,66 @@ def line(name: str, seconds: float | None, rate: float, ratio: float, extra: str
     return f"  {name:<46}{shown}{rate:9.0f}{ratio:10.2f}{extra}"
 
 
-def print_overhead(n: int, serial: SerialTimes, t: RayTimes) -> None:
+def print_overhead(n: int, serial: SerialTimes, warm: RunTiming, cold: float, after: dict):
     e, total = serial.engine, serial.total
     print(f"  {'':<46}{'seconds':>8}{'seq/s':>9}{'x engine':>10}")
     print(line("(a) engine alone (driver, 1 thread)", e, n / e, 1.0))
-    parts = f"   read+tokenize {serial.read_tokenize:.1f}, tables {serial.tables:.1f}"
+    parts = f"read+tokenize {serial.read_tokenize:.1f}, tables {serial.tables:.1f}"
     parts += f", write {serial.write:.1f}"
-    print(line("(b) stages serially, no Ray", total, n / total, e / total, parts))
-    if t.cold is not None:
-        cold = t.init + t.cold
-        print(line(f"(c) cold: init_ray {t.init:.1f} s + first run()", cold, n / cold, e / cold))
-    print(line("(c) warm run()", t.warm, n / t.warm, e / t.warm))
-    with_stats = t.warm + t.stats
-    name = f"    + statistics ({t.stats:.1f} s) as run() adds them"
-    print(line(name, with_stats, n / with_stats, e / with_stats))
-    small = ROWS_PER_CALL
+    print(line("(b) stages serially, no Ray", total, n / total, e / total, f"   {parts}"))
+    if cold == cold:  # not NaN: this section started Ray
+        print(line("(c) cold: init_ray + first run()", cold, n / cold, e / cold))
+    print(line("(c) warm run()", warm.seconds, n / warm.seconds, e / warm.seconds))
+    full = warm.seconds + sum(seconds for seconds, _ in after.values())
+    steps = ", ".join(f"{step} {seconds:.1f}" for step, (seconds, _) in after.items())
+    print(line("    + the steps run() ends with", full, n / full, e / full, f"   {steps} s"))
+    print(line("    streaming, first to last result batch", None, warm.rate, warm.rate * e / n))
+    fixed = warm.seconds - n / warm.rate  # start-up (actor pools, model load) and shutdown
+    rate = n / e
+    need = 0.9 * fixed / (1 / rate - 0.9 / warm.rate) if warm.rate > 0.9 * rate else float("inf")
     print(
-        line(
-            f"    fixed: warm run() of {small} rows",
-            t.small,
-            small / t.small,
-            e * small / n / t.small,
-        )
+        f"  warm run(): first result after {warm.first:.1f} s, {warm.tail:.1f} s after the last; "
+        f"fixed cost {fixed:.1f} s -> overhead <= 10 % from about {need:,.0f} rows"
     )
-    marginal = t.marginal_rate
-    print(line("    marginal (N - small) / (t_N - t_small)", None, marginal, marginal * e / n))
 
 
-def print_actors(n: int, one: RayTimes, two: RayTimes, engine_1: float, engine_2: float) -> None:
+def print_actors(n: int, one: RunTiming, two: RunTiming) -> None:
     print(f"  {'':<46}{'seconds':>8}{'seq/s':>9}{'speedup':>10}")
-    print(line("warm run(), 1 actor", one.warm, n / one.warm, 1.0))
-    print(line("warm run(), 2 actors", two.warm, n / two.warm, one.warm / two.warm))
-    speedup = two.marginal_rate / one.marginal_rate
-    print(line("marginal, 2 actors (speedup over 1)", None, two.marginal_rate, speedup))
-    print(line("engine alone, 2 torch threads", engine_2, n / engine_2, engine_1 / engine_2))
-    print(f"  fixed ({ROWS_PER_CALL} rows), 1 -> 2 actors: {one.small:.1f} -> {two.small:.1f} s")
+    print(line("warm run(), 1 actor", one.seconds, n / one.seconds, 1.0))
+    print(line("warm run(), 2 actors", two.seconds, n / two.seconds, one.seconds / two.seconds))
+    print(line("streaming, 1 actor", None, one.rate, 1.0))
+    print(line("streaming, 2 actors", None, two.rate, two.rate / one.rate))
+    print(f"  1 -> 2 actors: first result after {one.first:.1f} -> {two.first:.1f} s")
+
+
+MEMORY_COLUMNS = {  # key in the memory child's figures: header
+    "peak": "run() peak+",
+    "held": "held+",
+    "stats": "stats+",
+    "qc": "qc+",
+    "report": "report+",
+    "resume": "resume+",
+    "id_set": "id set",
+}
 
 
 def print_memory(results: list[dict]) -> None:
     """The memory children's figures in MiB, and what grows per row."""
-    keys = ("peak_growth", "after_growth", "stats_peak_growth", "resume_peak_growth", "id_set")
-    print(
-        f"  {'rows':>8}{'RSS before':>11}{'run() peak+':>12}{'held+':>7}{'stats peak+':>12}"
-        f"{'resume peak+':>13}{'id set':>7}{'seq/s':>7}{'stats s':>8}   (MiB)"
-    )
+    heads = "".join(f"{h:>12}" for h in MEMORY_COLUMNS.values())
+    print(f"  {'rows':>8}{'RSS':>6}{heads}{'seq/s':>7}   (MiB; + = peak growth over RSS)")
     for r in results:
-        mib = [r[k] / 2**20 for k in keys]
-        print(
-            f"  {r['n_rows']:>8,}{r['rss_before'] / 2**20:11.0f}{mib[0]:12.1f}{mib[1]:7.1f}"
-            f"{mib[2]:12.1f}{mib[3]:13.1f}{mib[4]:7.1f}{r['n_rows'] / r['seconds']:7.0f}"
-            f"{r['stats_seconds']:8.1f}"
-        )
+        mib = "".join(f"{r[k] / 2**20:12.1f}" for k in MEMORY_COLUMNS)
+        print(f"  {r['n_rows']:>8,}{r['rss'] / 2**20:6.0f}{mib}{r['n_rows'] / r['seconds']:7.0f}")
     small, large = results
     extra = large["n_rows"] - small["n_rows"]
-    grown = ", ".join(f"{k} {(large[k] - small[k]) / extra:.0f}" for k in keys)
-    ratio = large["peak_growth"] / max(small["peak_growth"], 1)
+    grown = ", ".join(f"{k} {(large[k] - small[k]) / extra:.0f}" for k in MEMORY_COLUMNS)
+    ratio = large["peak"] / max(small["peak"], 1)
     print(f"  {large['n_rows'] / small['n_rows']:.0f}x the rows: run() peak growth x{ratio:.2f}")
     print(f"  bytes per extra row: {grown}")
+    steps = ", ".join(
+        f"{k} {small[k + '_s']:.1f} / {large[k + '_s']:.1f}" for k in ("stats", "qc", "report")
+    )
+    print(f"  seconds of the steps run() ends with, small / large: {steps}")
 
 
 # --------------------------------------------------------------------------------- memory
@@ -344,27 +370,24 @@ def id_set_bytes(data_uri: str) -> int:
 
 
 def memory_child(spec: dict) -> None:
-    """In a fresh process: driver memory of run(), of the statistics run() adds, and of a
-    resume run() over the finished output; writes the figures (bytes) to `spec["result"]`."""
+    """In a fresh process: driver memory of run(), of each step it ends with, and of a resume
+    run() over the finished output; writes the figures (bytes) to `spec["result"]`."""
     quiet()
     n = spec["n_rows"]
-    cfg = make_config(
-        spec["model_dir"], spec["data_uri"], spec["out_uri"], Workload("saliency", 1, n)
-    )
+    w = Workload("saliency", 1, n)
+    cfg = make_config(spec["model_dir"], spec["data_uri"], spec["out_uri"], w)
     init_ray(None)
-    before = reset_peak()
-    out = {"n_rows": n, "seconds": timed_run(cfg), "rss_before": before}
-    out["peak_growth"] = status_bytes("VmHWM") - before
-    out["after_growth"] = status_bytes("VmRSS") - before
-    reset_peak()
-    out["stats_seconds"] = timed_statistics(cfg)
-    out["stats_peak_growth"] = status_bytes("VmHWM") - before  # on top of what run() kept
+    rss = reset_peak()
+    out = {"n_rows": n, "seconds": timed_run(cfg).seconds, "rss": rss}
+    out["peak"], out["held"] = status_bytes("VmHWM") - rss, status_bytes("VmRSS") - rss
+    for step, (seconds, peak) in timed_finish(cfg, base_rss=rss).items():
+        out[step], out[f"{step}_s"] = peak, seconds  # peaks include what run() held
     cfg.output.mode = "resume"
-    resume_before = reset_peak()
+    resume_rss = reset_peak()
     result = run(cfg)
     if result.summary["rows"]["skipped_done"] != n or result.summary["rows"]["out"]:
         raise RuntimeError(f"resume did not skip every row: {result.one_line()}")
-    out["resume_peak_growth"] = status_bytes("VmHWM") - resume_before
+    out["resume"] = status_bytes("VmHWM") - resume_rss
     ray.shutdown()
     out["id_set"] = id_set_bytes(spec["data_uri"])
     Path(spec["result"]).write_text(json.dumps(out))
@@ -392,38 +415,37 @@ def quiet() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def overhead_section(w: Workload, s: Sizes, model_dir: Path, tmp: Path, cold: bool):
+def overhead_section(w: Workload, s: Sizes, model_dir: Path, tmp: Path, first: bool):
     """Engine alone, stages serially and Ray `run()` on one workload, interleaved."""
     data_uri = write_dataset(tmp / "data", w.n_rows, SEED)
-    small_uri = write_dataset(tmp / "data", ROWS_PER_CALL, SEED + 1)
-    out = str(tmp / f"out-{w.method}")
 
-    def make(small: bool, actors: int = 1) -> RunConfig:
-        return make_config(model_dir, small_uri if small else data_uri, out, w, actors)
+    def make(actors: int = 1) -> RunConfig:
+        return make_config(model_dir, data_uri, str(tmp / f"out-{w.method}"), w, actors)
 
     print(
         f"\n== overhead: {w.method} n_steps {w.n_steps}, {w.n_rows:,} rows of "
         f"{LENGTHS[0]}-{LENGTHS[1]} nt (k={K}); 1 actor x 1 CPU vs the engine on 1 thread"
     )
-    serial, times = None, RayTimes(w.n_rows)
+    serial = warm = None
+    cold = float("nan")  # only the first section starts Ray
     for repeat in range(s.repeats):
-        serial = run_serially(make(False), 1, tmp / "serial").best(serial)
-        if cold and repeat == 0:
-            cold_start(times, make)
-        times.measure(make)
-    times.stats = timed_statistics(make(False))
-    print_overhead(w.n_rows, serial, times)
+        serial = run_serially(make(), 1, tmp / "serial").best(serial)
+        if first and repeat == 0:
+            start = time.perf_counter()
+            init_ray(None)
+            cold = timed_run(make()).seconds + time.perf_counter() - start
+        warm = timed_run(make()).best(warm)
+    print_overhead(w.n_rows, serial, warm, cold, timed_finish(make()))
     print(f"  load average {os.getloadavg()[0]:.2f}")
-    return serial, times, make
+    return warm, make
 
 
-def actors_section(w: Workload, s: Sizes, serial: SerialTimes, one: RayTimes, make, tmp: Path):
+def actors_section(w: Workload, s: Sizes, one: RunTiming, make) -> None:
     print(f"\n== actors: {w.method} n_steps {w.n_steps}, {w.n_rows:,} rows, cpus_per_actor 1")
-    two, engine_2 = RayTimes(w.n_rows), float("inf")
+    two = None
     for _ in range(s.repeats):
-        two.measure(lambda small: make(small, 2))
-        engine_2 = min(engine_2, run_serially(make(False), 2, tmp / "serial-2").engine)
-    print_actors(w.n_rows, one, two, serial.engine, engine_2)
+        two = timed_run(make(2)).best(two)
+    print_actors(w.n_rows, one, two)
     print(f"  load average {os.getloadavg()[0]:.2f}")
 
 
@@ -445,10 +467,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="raysattr-bench-") as tmp_name:
         tmp = Path(tmp_name)
         model_dir = save_model(tmp / "model")
-        first = [overhead_section(w, s, model_dir, tmp, i == 0) for i, w in enumerate(s.workloads)][
-            0
-        ]
-        actors_section(s.workloads[0], s, *first, tmp)
+        runs = [overhead_section(w, s, model_dir, tmp, i == 0) for i, w in enumerate(s.workloads)]
+        actors_section(s.workloads[0], s, *runs[0])
         ray.shutdown()
         if not args.skip_memory:
             print("\n== driver memory: saliency, 1 actor, a fresh process per size")
