@@ -15,7 +15,7 @@ statistics, faithfulness and report disabled; `plan.finish` times them afterward
   driver, no Ray; (c) `raysattr.pipeline.plan.run(cfg)`, 1 actor: *cold* = `init_ray` + first
   `run()`, *warm* = a later `run()` (every `run()` still starts its actor pools and loads the
   model). `run()` gets a `RunSummary` subclass that notes when each result batch (one per block)
-  arrives: *streaming* = rows after the first batch / seconds from the first to the last,
+  arrives: *streaming* = rows/s from the first batch to the final burst (the steady state),
   *fixed cost* = warm seconds - N / streaming, hence the size from which overhead <= 10 %.
   `x engine` = seq/s over the engine's (target >= 0.91). Best of 2, interleaved.
 - **actors**: warm `run()` with `min_actors = max_actors = 2` against 1 actor. Both actors, the
@@ -66,7 +66,8 @@ K = 6
 SEED = 0
 LENGTHS = (40, 80)  # nucleotides (35-75 k-mers): short, so that 100k rows fit in minutes
 ROWS_PER_CALL, ROWS_PER_BLOCK = 256, 512
-MIN_BATCHES = 6  # result batches (one per block) needed for a streaming rate
+MIN_BATCHES = 4  # result batches (one per block) before the final burst, for a streaming rate
+BURST_S = 0.25  # result batches this close to the last one form the final burst
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def _time_engine_calls(stage: AttributeStage, times: SerialTimes) -> None:
 @dataclass
 class RunTiming:
     """One `run()`: wall seconds; seconds to its first result batch (start-up) and after its
-    last (shutdown); streaming rate = rows after the first batch / seconds first to last batch."""
+    last (shutdown); streaming rate: see `streaming_rate`."""
 
     seconds: float
     first: float
@@ -250,11 +251,20 @@ def timed_run(cfg: RunConfig) -> RunTiming:
     expected = pq.read_metadata(cfg.data.uri).num_rows
     if rows["error"] or rows["n_duplicate_ids"] or rows["out"] != expected:
         raise RuntimeError(f"run() on {cfg.data.uri}: {result.one_line()}")
-    streamed = float("nan")
-    if len(arrivals) >= MIN_BATCHES:  # fewer: they come in one burst, the rate means nothing
-        streamed = sum(n for _, n in arrivals[1:]) / (arrivals[-1][0] - arrivals[0][0])
     first, last = arrivals[0][0] - start, arrivals[-1][0] - start
-    return RunTiming(seconds, first, seconds - last, streamed)
+    return RunTiming(seconds, first, seconds - last, streaming_rate(arrivals))
+
+
+def streaming_rate(arrivals: list[tuple[float, int]]) -> float:
+    """Rows/s from the first result batch to the last one before the final burst: Ray Data hands
+    the last blocks over together, sooner than their turn. NaN when too few batches are left."""
+    times = [t for t, _ in arrivals]
+    end = len(times)  # arrivals[:end] are kept
+    while end > 1 and times[-1] - times[end - 1] < BURST_S:
+        end -= 1
+    if end < MIN_BATCHES:
+        return float("nan")
+    return sum(n for _, n in arrivals[1:end]) / (times[end - 1] - times[0])
 
 
 def timed_finish(cfg: RunConfig, base_rss: int | None = None) -> dict[str, tuple[float, int]]:
@@ -295,14 +305,15 @@ def print_overhead(n: int, serial: SerialTimes, warm: RunTiming, cold: float, af
     full = warm.seconds + sum(seconds for seconds, _ in after.values())
     steps = ", ".join(f"{step} {seconds:.1f}" for step, (seconds, _) in after.items())
     print(line("    + the steps run() ends with", full, n / full, e / full, f"   {steps} s"))
-    print(line("    streaming, first to last result batch", None, warm.rate, warm.rate * e / n))
+    print(line("    streaming (steady state, result batches)", None, warm.rate, warm.rate * e / n))
+    print(f"  warm run(): first result after {warm.first:.1f} s, {warm.tail:.1f} s after the last")
+    if warm.rate != warm.rate:  # NaN
+        print(f"  too few result batches (< {MIN_BATCHES}) for a streaming rate")
+        return
     fixed = warm.seconds - n / warm.rate  # start-up (actor pools, model load) and shutdown
     rate = n / e
     need = 0.9 * fixed / (1 / rate - 0.9 / warm.rate) if warm.rate > 0.9 * rate else float("inf")
-    print(
-        f"  warm run(): first result after {warm.first:.1f} s, {warm.tail:.1f} s after the last; "
-        f"fixed cost {fixed:.1f} s -> overhead <= 10 % from about {need:,.0f} rows"
-    )
+    print(f"  fixed cost per run() {fixed:.1f} s -> overhead <= 10 % from about {need:,.0f} rows")
 
 
 def print_actors(n: int, one: RunTiming, two: RunTiming) -> None:
