@@ -88,7 +88,7 @@ class Sizes:
 
 def sizes(quick: bool) -> Sizes:
     if quick:
-        return Sizes((Workload("lig", 8, 600), Workload("saliency", 1, 3_000)), (2_000, 20_000), 1)
+        return Sizes((Workload("lig", 8, 600), Workload("saliency", 1, 6_000)), (2_000, 20_000), 1)
     return Sizes((Workload("lig", 8, 4_000), Workload("saliency", 1, 20_000)), (10_000, 100_000), 2)
 
 
