@@ -11,22 +11,12 @@ a scheduler should alert on; audit.json tells drift from failure.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # working_dir without an install
 
-from raysattr.cli import main  # noqa: E402
-
-
-def parse(argv: list[str]) -> list[str]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/audit.yaml")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    args = parser.parse_args(argv)
-    return ["audit", args.config, *args.overrides]
-
+from raysattr.cli import job_argv, main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(parse(sys.argv[1:])))
+    sys.exit(main(job_argv("audit", sys.argv[1:], __doc__)))

@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def job_argv(command: str, argv: list[str], description: str) -> list[str]:
+    """`--config X.yaml key=value ...` of a `jobs/*.py` entry point -> `raysattr` arguments."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="YAML config")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    args = parser.parse_args(argv)
+    return [command, args.config, *args.overrides]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `raysattr` console script."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -67,7 +66,7 @@ from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.attribution.base import ModelForward
 from raysattr.attribution.budget import ChunkPlan, TokenBudget, is_out_of_memory
 from raysattr.config import RunConfig
-from raysattr.io.fs import filesystem
+from raysattr.io.fs import filesystem, write_json
 from raysattr.io.results import attributions_dataset
 from raysattr.models import LoadedModel, load_model
 from raysattr.tokenize import TokenizedRow
@@ -554,5 +553,4 @@ def write_qc(output_uri: str, table: pa.Table, summary: dict) -> None:
     root = root.rstrip("/")
     with fs.open(f"{root}/qc.parquet", "wb") as handle:
         pq.write_table(table, handle)
-    with fs.open(f"{root}/qc.json", "w") as handle:
-        json.dump(summary, handle, indent=2, default=str)
+    write_json(output_uri, "qc.json", summary)

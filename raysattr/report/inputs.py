@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysattr.io.fs import filesystem
+from raysattr.stats.motifs import read_meme
 
 # Which command writes each optional file; the page names it when the file is missing.
 PRODUCERS = {
@@ -87,49 +86,5 @@ def read_run_files(output_uri: str) -> RunFiles:
 
 
 def read_meme_text(text: str) -> list[dict]:
-    """Motifs of a MEME 4 text file: `[{name, consensus, alphabet, pwm [W, A], nsites, evalue}]`.
-
-    Uses `raysattr.stats.motifs.read_meme` (the writer's own reader) when it is importable, else
-    a small parser of the same format.
-    """
-    try:
-        from raysattr.stats.motifs import read_meme
-    except ImportError:
-        return _parse_meme(text)
+    """Motifs of a MEME 4 text file (`raysattr.stats.motifs.read_meme`, the writer's reader)."""
     return read_meme(text)
-
-
-_MATRIX = re.compile(r"letter-probability matrix:(?P<attrs>[^\n]*)")
-
-
-def _parse_meme(text: str) -> list[dict]:
-    alphabet = ""
-    match = re.search(r"^ALPHABET\s*=\s*(\S+)", text, re.MULTILINE)
-    if match:
-        alphabet = match.group(1)
-    motifs = []
-    for block in re.split(r"^MOTIF\s+", text, flags=re.MULTILINE)[1:]:
-        head, _, rest = block.partition("\n")
-        names = head.split()
-        found = _MATRIX.search(rest)
-        if not names or not found:
-            raise ValueError(
-                f"motifs.meme: MOTIF {head.strip()!r} has no letter-probability matrix"
-            )
-        attrs = dict(re.findall(r"(\w+)\s*=\s*(\S+)", found.group("attrs")))
-        width = int(attrs.get("w", 0))
-        lines = rest[found.end() :].strip().splitlines()[:width]
-        pwm = np.array([[float(v) for v in line.split()] for line in lines], np.float64)
-        if pwm.shape[0] != width or (width and pwm.shape[1] != int(attrs.get("alength", 0))):
-            raise ValueError(f"motifs.meme: MOTIF {names[0]!r}: matrix is not w x alength")
-        motifs.append(
-            {
-                "name": names[0],
-                "consensus": names[1] if len(names) > 1 else "",
-                "alphabet": alphabet,
-                "pwm": pwm,
-                "nsites": int(float(attrs.get("nsites", 0))),
-                "evalue": float(attrs.get("E", "nan")),
-            }
-        )
-    return motifs

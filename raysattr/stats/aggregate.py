@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -137,9 +137,7 @@ def first_pass(table: pa.Table, st: StatsSettings) -> FirstPass:
 def second_pass(table: pa.Table, st: StatsSettings, threshold: float) -> SecondPass:
     """Pass-2 partial of one batch, seqlets cut at `threshold` (smoothed |score|)."""
     flat = flatten(table, st.class_by)
-    s = SeqletSettings(
-        threshold, st.seqlet.window, st.seqlet.min_length, st.seqlet.max_length, st.seqlet.flank
-    )
+    s = replace(st.seqlet, threshold=threshold)
     store, (starts, ends) = SeqletStore.of(flat, s, st.max_seqlets)
     covered = covered_mask(flat, starts, ends)
     letters = np.zeros(0, np.int64)

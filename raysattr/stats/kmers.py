@@ -79,10 +79,11 @@ class KmerCounts:
     @classmethod
     def of(cls, flat: FlatRows, alphabet: str, ks: list[int], covered: np.ndarray) -> KmerCounts:
         """Count every k in `ks` over a block; `covered` `[total]` marks residues in seqlets."""
+        sums = _PrefixSums.of(flat, covered)  # shared by every k
         if alphabet == "text":
-            return cls(alphabet, {k: _word_table(flat, k, covered) for k in ks})
+            return cls(alphabet, {k: _word_table(flat, k, sums) for k in ks})
         codes = flat.codes(alphabet)
-        return cls(alphabet, {k: _letter_table(flat, codes, alphabet, k, covered) for k in ks})
+        return cls(alphabet, {k: _letter_table(flat, codes, alphabet, k, sums) for k in ks})
 
     def __add__(self, other: KmerCounts) -> KmerCounts:
         if self.alphabet != other.alphabet:
@@ -118,7 +119,24 @@ def check_key_space(alphabet: str, ks: list[int], max_class: int = 1023) -> None
             raise ValueError(f"stats.kmer_sizes: k={k} is too large for the {alphabet} alphabet")
 
 
-def _letter_table(flat, codes, alphabet, k, covered) -> KmerTable:
+@dataclass
+class _PrefixSums:
+    """Prefix sums `[total + 1]` of scores, |scores| and seqlet coverage of one block."""
+
+    score: np.ndarray
+    abs_score: np.ndarray
+    covered: np.ndarray
+
+    @classmethod
+    def of(cls, flat: FlatRows, covered: np.ndarray) -> _PrefixSums:
+        return cls(
+            np.concatenate([[0.0], np.cumsum(flat.scores)]),
+            np.concatenate([[0.0], np.cumsum(np.abs(flat.scores))]),
+            np.concatenate([[0], np.cumsum(covered)]),
+        )
+
+
+def _letter_table(flat, codes, alphabet, k, sums) -> KmerTable:
     size = len(ALPHABETS[alphabet])
     idx, n_bad = window_sums((codes < 0).astype(np.float64), flat, k)
     idx = idx[n_bad == 0]
@@ -126,26 +144,23 @@ def _letter_table(flat, codes, alphabet, k, covered) -> KmerTable:
     for j in range(k):
         code = code * size + codes[idx + j]
     keys = flat.classes[flat.row_of[idx]] * size**k + code
-    return _windows(flat, keys, idx, np.full(len(idx), k), covered)
+    return _windows(flat, keys, idx, np.full(len(idx), k), sums)
 
 
-def _windows(flat, keys, starts, widths, covered) -> KmerTable:
+def _windows(flat, keys, starts, widths, sums: _PrefixSums) -> KmerTable:
     """Score and seqlet membership of windows `[starts, starts + widths)` (flat indices)."""
-    cs = np.concatenate([[0.0], np.cumsum(flat.scores)])
-    abs_cs = np.concatenate([[0.0], np.cumsum(np.abs(flat.scores))])
-    cov_cs = np.concatenate([[0], np.cumsum(covered)])
     ends = starts + widths
-    inside = (cov_cs[ends] - cov_cs[starts]) == widths
+    inside = (sums.covered[ends] - sums.covered[starts]) == widths
     return KmerTable.reduce(
         keys,
         flat.row_of[starts],
-        (cs[ends] - cs[starts]) / widths,
-        (abs_cs[ends] - abs_cs[starts]) / widths,
+        (sums.score[ends] - sums.score[starts]) / widths,
+        (sums.abs_score[ends] - sums.abs_score[starts]) / widths,
         inside.astype(np.float64),
     )
 
 
-def _word_table(flat, k, covered) -> KmerTable:
+def _word_table(flat, k, sums) -> KmerTable:
     words, starts, ends, rows = [], [], [], []
     for r, seq in enumerate(flat.sequences):
         base = flat.starts[r]
@@ -159,4 +174,4 @@ def _word_table(flat, k, covered) -> KmerTable:
     if not words:
         return KmerTable.empty(object)
     starts_a, ends_a = np.array(starts, np.int64), np.array(ends, np.int64)
-    return _windows(flat, np.array(words, dtype=object), starts_a, ends_a - starts_a, covered)
+    return _windows(flat, np.array(words, dtype=object), starts_a, ends_a - starts_a, sums)

@@ -11,6 +11,7 @@ Matrix columns that carry little information are trimmed from both ends.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,33 +151,42 @@ def to_meme(motifs: list[Motif], alphabet: str, background: np.ndarray | None = 
     return "\n".join(lines)
 
 
+_MATRIX = re.compile(r"letter-probability matrix:(?P<attrs>[^\n]*)")
+
+
 def read_meme(text: str) -> list[dict]:
-    """Parse MEME text: `[{name, consensus, alphabet, pwm [W, A], nsites, evalue}]`."""
-    alphabet, motifs, current, rows_left = "", [], None, 0
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("ALPHABET="):
-            alphabet = line.split("=", 1)[1].strip()
-        elif line.startswith("MOTIF"):
-            parts = line.split()
-            current = {
-                "name": parts[1],
-                "consensus": parts[2] if len(parts) > 2 else "",
+    """Parse MEME text: `[{name, consensus, alphabet, pwm [W, A], nsites, evalue}]`.
+
+    Raises:
+        ValueError: a MOTIF without a letter-probability matrix of w x alength numbers.
+    """
+    alphabet = ""
+    match = re.search(r"^ALPHABET\s*=\s*(\S+)", text, re.MULTILINE)
+    if match:
+        alphabet = match.group(1)
+    motifs = []
+    for block in re.split(r"^MOTIF\s+", text, flags=re.MULTILINE)[1:]:
+        head, _, rest = block.partition("\n")
+        names = head.split()
+        found = _MATRIX.search(rest)
+        if not names or not found:
+            raise ValueError(
+                f"motifs.meme: MOTIF {head.strip()!r} has no letter-probability matrix"
+            )
+        attrs = dict(re.findall(r"(\w+)\s*=\s*(\S+)", found.group("attrs")))
+        width = int(attrs.get("w", 0))
+        lines = rest[found.end() :].strip().splitlines()[:width]
+        pwm = np.array([[float(v) for v in line.split()] for line in lines], np.float64)
+        if pwm.shape[0] != width or (width and pwm.shape[1] != int(attrs.get("alength", 0))):
+            raise ValueError(f"motifs.meme: MOTIF {names[0]!r}: matrix is not w x alength")
+        motifs.append(
+            {
+                "name": names[0],
+                "consensus": names[1] if len(names) > 1 else "",
                 "alphabet": alphabet,
-                "pwm": [],
-                "nsites": 0,
-                "evalue": float("nan"),
+                "pwm": pwm,
+                "nsites": int(float(attrs.get("nsites", 0))),
+                "evalue": float(attrs.get("E", "nan")),
             }
-            motifs.append(current)
-        elif line.startswith("letter-probability matrix") and current is not None:
-            tokens = line.split(":", 1)[1].replace("= ", "=").split()
-            meta = dict(t.split("=", 1) for t in tokens if "=" in t)
-            rows_left = int(meta.get("w", 0))
-            current["nsites"] = int(meta.get("nsites", 0))
-            current["evalue"] = float(meta.get("E", "nan"))
-        elif rows_left and current is not None and line:
-            current["pwm"].append([float(x) for x in line.split()])
-            rows_left -= 1
-    for m in motifs:
-        m["pwm"] = np.array(m["pwm"], dtype=np.float64)
+        )
     return motifs

@@ -85,7 +85,7 @@ def finalize(state: StatsState) -> dict:
     out: dict = {
         "position_stats.parquet": first.positions.table(),
         "motif_stats.parquet": motifs_tbl,
-        "seqlets.parquet": second.seqlets.table(motif_of if len(seq_cols) else None),
+        "seqlets.parquet": second.seqlets.table(motif_of),
     }
     for name, table in (
         ("agreement_stats.parquet", first.agreement.table()),
