@@ -16,6 +16,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from raysattr.errors import ConfigError
+
 SCHEMES = ("residue", "kmer", "text")
 LONG_POLICIES = ("truncate", "window", "error")
 FORMATS = ("auto", "parquet", "csv", "fasta", "jsonl")
@@ -24,10 +26,6 @@ BASELINES = ("pad", "mask", "unk")
 OUTPUTS = ("prob", "logit")
 INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right")
 _TARGET_RE = re.compile(r"^(predicted|label|all|class:\d+)$")
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown, has the wrong type or an invalid value."""
 
 
 @dataclass
