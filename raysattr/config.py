@@ -24,6 +24,7 @@ FORMATS = ("auto", "parquet", "csv", "fasta", "jsonl")
 DTYPES = ("float32", "bfloat16")
 BASELINES = ("pad", "mask", "unk")
 OUTPUTS = ("prob", "logit")
+DUPLICATE_POLICIES = ("error", "keep")
 INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right")
 _TARGET_RE = re.compile(r"^(predicted|label|all|class:\d+)$")
 
@@ -40,6 +41,7 @@ class DataConfig:
     passthrough_columns: list[str] = field(default_factory=list)
     csv_delimiter: str = ","
     limit: int | None = None
+    duplicate_ids: str = "error"  # error: later copies of an id become `duplicate_id` rows | keep
 
 
 @dataclass
@@ -96,6 +98,7 @@ class ComputeConfig:
     rows_per_call: int = 256
     rows_per_block: int = 512
     address: str | None = None  # Ray address; None = RAY_ADDRESS or in-process
+    resource_timeout_s: float = 300.0  # wait this long for the autoscaler to add CPUs/GPUs
 
 
 @dataclass
@@ -104,6 +107,7 @@ class OutputConfig:
 
     uri: str = "outputs/demo"
     mode: str = "resume"  # resume | overwrite
+    lease_ttl_s: float = 120.0  # a lease whose heartbeat is older than this can be taken over
 
 
 @dataclass
@@ -262,6 +266,9 @@ def validate(cfg: RunConfig) -> None:
         "attribution.integration_method", cfg.attribution.integration_method, INTEGRATION_METHODS
     )
     _check_choice("output.mode", cfg.output.mode, ("resume", "overwrite"))
+    _check_choice("data.duplicate_ids", cfg.data.duplicate_ids, DUPLICATE_POLICIES)
+    _check_positive("compute.resource_timeout_s", cfg.compute.resource_timeout_s, allow_zero=True)
+    _check_positive("output.lease_ttl_s", cfg.output.lease_ttl_s)
     if not _TARGET_RE.match(cfg.attribution.target):
         raise ConfigError(
             f"attribution.target={cfg.attribution.target!r} is not one of "
