@@ -54,3 +54,42 @@ def write_json(uri: str, name: str, payload: dict) -> None:
     fs.makedirs(root, exist_ok=True)
     with fs.open(f"{root.rstrip('/')}/{name}", "w") as handle:
         json.dump(payload, handle, indent=2, default=str)
+
+
+def check_reachable(uri: str, key: str) -> None:
+    """For an `s3://` URI, fail fast with one line naming the endpoint and bucket when the
+    endpoint cannot be reached, the bucket does not exist or the credentials are refused (s3fs
+    would otherwise retry for a minute and end in a botocore traceback). Local paths pass.
+
+    Args:
+        uri: the URI to check.
+        key: the config key it came from, e.g. "data.uri".
+    """
+    if not uri.startswith("s3://"):
+        return
+    import s3fs
+
+    from raysattr.errors import InputError
+
+    bucket = uri[len("s3://") :].split("/", 1)[0]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the default AWS endpoint"
+    probe = s3fs.S3FileSystem(
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        skip_instance_cache=True,
+        config_kwargs={"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 1}},
+    )
+    try:
+        probe.ls(bucket, detail=False)
+    except FileNotFoundError:
+        raise InputError(
+            f"bucket {bucket!r} does not exist at {endpoint}",
+            f"{key}={uri!r}",
+            "check the bucket name and AWS_ENDPOINT_URL",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - botocore/aiohttp raise many kinds; all mean "can't"
+        detail = (str(exc).strip() or type(exc).__name__).splitlines()[0][:160]
+        raise InputError(
+            f"cannot reach S3 bucket {bucket!r} at {endpoint} ({detail})",
+            f"{key}={uri!r}",
+            "check AWS_ENDPOINT_URL, the network and the credentials (AWS_ACCESS_KEY_ID, ...)",
+        ) from None
