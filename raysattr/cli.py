@@ -1,6 +1,7 @@
 """`raysattr run|aggregate|qc|report|audit|demo`: the command line.
 
-Exit codes: 0 ok, 1 run failure, 2 bad config/usage, 3 audit found drift.
+Exit codes: 0 ok, 1 run failure, 2 bad config/usage, 3 audit found drift, 130 interrupted.
+A failure prints one line, `error: <what>, <where>, <what to do>`; `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -8,15 +9,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-from raysattr.config import ConfigError, load
+from raysattr.config import load
+from raysattr.errors import RaysattrError, root_cause
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"  # editable install
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raysattr", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="raysattr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of a failure, not just its line"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="attribute a dataset (Ray in-process unless RAY_ADDRESS)")
     run.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
@@ -45,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
+    for command in (run, agg, qc, rep, audit, demo):  # `raysattr run X.yaml --debug` works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -62,27 +74,46 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            cfg = load(args.config, args.overrides)
-            return _run(cfg)
-        if args.command == "aggregate":
-            return _aggregate(args.output, load(args.config, args.overrides))
-        if args.command == "qc":
-            return _qc(args.output, load(args.config, args.overrides))
-        if args.command == "audit":
-            return _audit(load(args.config, args.overrides))
-        if args.command == "report":
-            from raysattr.report.build import build_report
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; a resume run continues where this one stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line (and an exit code)
+        return _report_failure(exc, args.debug)
 
-            print(build_report(args.output, load(args.config, args.overrides).report))
-            return 0
-        return _demo(args.out, args.overrides)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+def _dispatch(args) -> int:
+    if args.command == "run":
+        return _run(load(args.config, args.overrides))
+    if args.command == "aggregate":
+        return _aggregate(args.output, load(args.config, args.overrides))
+    if args.command == "qc":
+        return _qc(args.output, load(args.config, args.overrides))
+    if args.command == "audit":
+        return _audit(load(args.config, args.overrides))
+    if args.command == "report":
+        from raysattr.report.build import build_report
+
+        print(build_report(args.output, load(args.config, args.overrides).report))
+        return 0
+    return _demo(args.out, args.overrides)
+
+
+def _report_failure(exc: BaseException, debug: bool) -> int:
+    """Print `error: ...` (the cause behind Ray's wrappers) and return the exit code."""
+    cause = root_cause(exc)
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(cause, RaysattrError):
+        print(f"error: {cause}", file=sys.stderr)
+        return cause.exit_code
+    text = (str(cause).strip() or type(cause).__name__).splitlines()[0][:300]
+    if isinstance(cause, (FileNotFoundError, ValueError, PermissionError)):
+        print(f"error: {text}", file=sys.stderr)
+    else:
+        hint = "" if debug else "; rerun with --debug for the traceback"
+        print(f"error: unexpected {type(cause).__name__}: {text}{hint}", file=sys.stderr)
+    return 1
 
 
 def _run(cfg) -> int:

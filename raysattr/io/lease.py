@@ -10,6 +10,7 @@ killed with SIGKILL leaves its lease behind).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -161,10 +162,8 @@ class Lease:
         return True
 
     def _remove(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path)
-        except FileNotFoundError:
-            pass
 
     def _start_heartbeat(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="raysattr-lease", daemon=True)

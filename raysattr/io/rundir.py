@@ -162,7 +162,8 @@ class RunDir:
         block overwrites its own file instead of duplicating its rows. Returns the path."""
         keys = [str(i) for i in table.column("id").to_pylist()]
         if "source_row" in table.column_names:  # later copies of a duplicate id differ here
-            keys = [f"{k}\x00{r}" for k, r in zip(keys, table.column("source_row").to_pylist())]
+            rows = table.column("source_row").to_pylist()
+            keys = [f"{k}\x00{r}" for k, r in zip(keys, rows, strict=True)]
         name = hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:20]
         directory = self.path(ATTRIBUTIONS)
         self.fs.makedirs(directory, exist_ok=True)
@@ -206,8 +207,7 @@ class RunDir:
             raise OutputError(
                 f"cannot write to the output folder ({_first_line(exc)})",
                 f"output.uri={self.uri!r}",
-                "choose a writable output.uri (check permissions, the bucket name and "
-                "credentials)",
+                "choose a writable output.uri (check permissions, the bucket name and credentials)",
             ) from exc
 
     def acquire_lease(self, run_id: str, ttl_s: float) -> Lease:

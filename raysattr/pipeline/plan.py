@@ -6,6 +6,7 @@ files -> read + tokenize (CPU actors) -> repartition -> attribute (actor pool)
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -17,9 +18,11 @@ import ray
 
 from raysattr import __version__
 from raysattr.config import RunConfig, to_dict
-from raysattr.io.fs import filesystem, write_json
-from raysattr.io.results import existing_ids
-from raysattr.io.sources import list_inputs, read_file
+from raysattr.errors import RunFailedError
+from raysattr.io.results import ResumeKeys, resume_keys
+from raysattr.io.rundir import REPORT, SUMMARY, RunDir
+from raysattr.pipeline.preflight import Checked, preflight
+from raysattr.pipeline.resources import ensure_resources
 from raysattr.pipeline.stages import AttributeStage, TokenizeStage, WriteStage, read_files
 from raysattr.pipeline.summary import RunSummary
 
@@ -43,15 +46,17 @@ class RunResult:
         )
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None) -> bool:
     """Connect to `address` / `RAY_ADDRESS`, or start Ray in-process with more logical CPUs than
-    cores (actors must not take every CPU before the read tasks run: DESIGN §7)."""
+    cores (actors must not take every CPU before the read tasks run). Returns whether nodes may
+    join (a cluster we connected to, or a session someone else started) rather than a Ray this
+    call started alone, which has no autoscaler."""
     if ray.is_initialized():
-        return
+        return True
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
-        return
+        return True
     cpus = max(8, 2 * (os.cpu_count() or 1))
     ray.init(
         num_cpus=cpus,
@@ -59,33 +64,19 @@ def init_ray(address: str | None) -> None:
         object_store_memory=512 * 1024**2,
         log_to_driver=True,
     )
+    return False
 
 
-def _prepare_output(cfg: RunConfig) -> frozenset:
-    """Clear the output for `overwrite`; for `resume`, the ids already written."""
-    fs, root = filesystem(cfg.output.uri)
-    directory = root.rstrip("/") + "/attributions"
-    if cfg.output.mode == "overwrite":
-        if fs.exists(directory):
-            fs.rm(directory, recursive=True)
-        return frozenset()
-    return existing_ids(cfg.output.uri)
-
-
-def _check_first_file(uri: str, cfg: RunConfig) -> None:
-    """Fail before starting actors when columns are missing or the file is unreadable."""
-    next(iter(read_file(uri, cfg.data)), None)
-
-
-def build_dataset(cfg: RunConfig, files: list, done_ids: frozenset, run_id: str):
+def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: str):
     """The lazy Ray Data plan for `cfg` (nothing runs until it is consumed)."""
     c = cfg.compute
+    files = checked.files
     ds = ray.data.from_items([{"uri": f.uri} for f in files], override_num_blocks=len(files))
     ds = ds.map_batches(
         read_files,
         batch_size=1,
         batch_format="pyarrow",
-        fn_kwargs={"cfg": cfg, "done_ids": done_ids},
+        fn_kwargs={"cfg": cfg, "resume": resume, "later_copies": checked.scan.later_copies},
     )
     if cfg.data.limit:
         ds = ds.limit(cfg.data.limit)
@@ -124,38 +115,83 @@ def _fault_env() -> dict | None:
     return {"env_vars": env} if env else None
 
 
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
 def run(cfg: RunConfig, files: list | None = None) -> RunResult:
-    """Run the attribution job described by `cfg` and write `attributions/` + `summary.json`.
+    """Run the attribution job described by `cfg` and write `attributions/` + `summary.json`
+    (then statistics, faithfulness and the report).
+
+    Everything checkable is checked first (`preflight`), then the output's lease is taken. An
+    `overwrite` run writes into a staging folder and replaces the previous results only when it
+    succeeded; a `resume` run adds part files for the rows not yet written.
 
     Args:
         cfg: the run.
         files: `InputFile`s to read (default: every file under `cfg.data.uri`); audits pass the
             files new since the previous audit.
+
+    Raises:
+        RaysattrError: pre-flight failures, a held lease, missing resources, no ok row.
     """
-    started = time.time()
-    files = list_inputs(cfg.data.uri) if files is None else files
-    if not files:
-        raise ValueError(f"no input files to process under {cfg.data.uri}")
-    _check_first_file(files[0].uri, cfg)
-    done_ids = _prepare_output(cfg)
-    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    init_ray(cfg.compute.address)
+    started, run_id = time.time(), new_run_id()
+    checked = preflight(cfg, files)
+    out = RunDir(str(cfg.output.uri))
+    lease = out.acquire_lease(run_id, cfg.output.lease_ttl_s)
+    overwrite = cfg.output.mode == "overwrite"
+    target = out.staging(run_id) if overwrite else out
+    try:
+        result = _run_into(target, cfg, checked, run_id, started)
+        if overwrite:
+            out.commit(target, lease)
+            if "report" in result:
+                result["report"] = out.uri_of(REPORT)
+    except BaseException:
+        if overwrite:
+            out.remove(target.root.rsplit("/", 1)[-1])  # the previous results stay as they were
+        raise
+    finally:
+        lease.release()
+    return RunResult(result, out.uri)
+
+
+def _run_into(target: RunDir, cfg: RunConfig, checked: Checked, run_id: str, started: float):
+    """Attribute into `target` (the output, or its staging folder), then the post-run steps."""
+    resume = cfg.output.mode == "resume"
+    quarantined = target.quarantine_unreadable_parts() if resume else []
+    done = resume_keys(target.uri) if resume else ResumeKeys()
+    autoscaling = init_ray(cfg.compute.address)
+    ensure_resources(cfg.compute, autoscaling)
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg.output.uri = target.uri
     summary = RunSummary()
-    for batch in build_dataset(cfg, files, done_ids, run_id).iter_batches(
+    for batch in build_dataset(run_cfg, checked, done, run_id).iter_batches(
         batch_format="pyarrow", batch_size=None
     ):
         summary.add(batch)
     result = summary.finish(
         wall_s=time.time() - started,
-        skipped_done=len(done_ids),
+        input_rows=checked.scan.total_rows,
+        duplicates=checked.scan,
+        quarantined=quarantined,
         run_id=run_id,
         config=to_dict(cfg),
-        inputs=[vars(f) for f in files],
+        inputs=[vars(f) for f in checked.files],
         versions=_versions(),
     )
-    write_json(cfg.output.uri, "summary.json", result)
-    finish(cfg, result)
-    return RunResult(result, cfg.output.uri)
+    target.write_json(SUMMARY, result)
+    if result["rows"]["ok"] == 0 and result["rows"]["out"] > 0:
+        raise RunFailedError(
+            f"no row could be attributed ({result['rows']['out']} error rows: "
+            + ", ".join(f"{k}={v}" for k, v in result["rows"]["error_by_code"].items())
+            + ")",
+            f"data.uri={cfg.data.uri!r}",
+            "see the `error` column of the error rows"
+            + ("; the previous results were kept" if not resume else ""),
+        )
+    finish(run_cfg, result)
+    return result
 
 
 def finish(cfg: RunConfig, result: dict) -> None:

@@ -6,18 +6,16 @@ them into Ray Data, and tests can call them on a table directly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.config import RunConfig
-from raysattr.io.fs import filesystem
+from raysattr.io.rundir import RunDir
 from raysattr.io.sources import read_file
 from raysattr.io.writer import results_to_table
 from raysattr.models import load_model
@@ -147,6 +145,8 @@ class WriteStage:
 
     SUMMARY_COLUMNS = (
         "id",
+        "source",
+        "source_row",
         "status",
         "delta_rel",
         "n_steps",
@@ -157,16 +157,8 @@ class WriteStage:
     )
 
     def __init__(self, output_uri: str):
-        self.fs, root = filesystem(output_uri)
-        self.directory = root.rstrip("/") + "/attributions"
-        self.fs.makedirs(self.directory, exist_ok=True)
+        self.rundir = RunDir(output_uri)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        ids = "\n".join(sorted(table.column("id").to_pylist()))
-        name = hashlib.sha1(ids.encode()).hexdigest()[:20]
-        path = f"{self.directory}/part-{name}.parquet"
-        tmp = f"{self.directory}/.tmp-{name}-{os.getpid()}.parquet"
-        with self.fs.open(tmp, "wb") as handle:
-            pq.write_table(table, handle)
-        self.fs.mv(tmp, path)  # atomic locally; one PUT-and-copy on S3, readers never see halves
-        return table.select(list(self.SUMMARY_COLUMNS))
+        self.rundir.write_part(table)
+        return table.select([c for c in self.SUMMARY_COLUMNS if c in table.column_names])

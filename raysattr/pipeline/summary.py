@@ -1,5 +1,6 @@
 """Run summary built from the per-row summaries the write stage streams back: counts by status,
-delta distribution, steps, throughput. Constant memory except for the duplicate-id check."""
+delta distribution, steps, throughput. Constant memory: duplicate ids are found before the run
+(`raysattr.io.scan`), not here."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ class RunSummary:
         self.steps: Counter = Counter()
         self.delta_hist = np.zeros(len(DELTA_EDGES) - 1, np.int64)
         self.delta_max = 0.0
-        self.seen_ids: set[str] = set()
-        self.duplicate_ids: list[str] = []
+        self.rows_read = 0  # input rows that reached the output (a row gives one row per target)
         self.provenance: dict = {}
 
     def add(self, batch: pa.Table) -> None:
@@ -32,28 +32,47 @@ class RunSummary:
         if len(rel):
             self.delta_hist += np.histogram(rel, bins=DELTA_EDGES)[0]
             self.delta_max = max(self.delta_max, float(rel.max()))
-        targets = batch.column("target").to_pylist()
-        for row_id, target in zip(batch.column("id").to_pylist(), targets, strict=True):
-            key = f"{row_id}\x00{target}"
-            if key in self.seen_ids:
-                self.duplicate_ids.append(row_id)
-            self.seen_ids.add(key)
+        # Every target of an input row comes out of the same attribution call, so counting
+        # distinct positions per batch counts input rows.
+        if "source_row" in batch.column_names:
+            positions = zip(
+                batch.column("source").to_pylist(),
+                batch.column("source_row").to_pylist(),
+                strict=True,
+            )
+            self.rows_read += len(set(positions))
+        else:
+            self.rows_read += len(set(batch.column("id").to_pylist()))
         for col in ("model_fingerprint", "run_id"):
             if col in batch.column_names and batch.num_rows:
                 self.provenance[col] = batch.column(col)[0].as_py()
 
-    def finish(self, wall_s: float, skipped_done: int, **extra) -> dict:
+    def finish(
+        self, wall_s: float, input_rows: int, duplicates, quarantined: list[str], **extra
+    ) -> dict:
+        """The summary dict (`summary.json`).
+
+        Args:
+            wall_s: the run's wall time.
+            input_rows: rows in the input files (pre-flight scan).
+            duplicates: the pre-flight `InputScan` (duplicate id counts and examples).
+            quarantined: unreadable part files moved aside before a resume.
+            **extra: more top-level keys (provenance, config, inputs, versions).
+        """
         out = sum(self.status.values())
         ok = self.status.get("ok", 0)
         return {
             "rows": {
+                "input": input_rows,
+                "read": self.rows_read,
                 "out": out,
                 "ok": ok,
                 "error": out - ok,
                 "error_by_code": {k: v for k, v in sorted(self.status.items()) if k != "ok"},
-                "skipped_done": skipped_done,
-                "duplicate_ids": sorted(set(self.duplicate_ids))[:20],
-                "n_duplicate_ids": len(self.duplicate_ids),
+                "skipped_done": max(input_rows - self.rows_read, 0),
+                "duplicate_ids": list(duplicates.duplicate_examples),
+                "n_duplicate_ids": duplicates.n_duplicate_ids,
+                "quarantined_parts": quarantined,
             },
             "delta_rel": {
                 "histogram_edges": [str(e) for e in DELTA_EDGES],
