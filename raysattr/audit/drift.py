@@ -14,20 +14,9 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from raysattr.config import DriftThresholds
-from raysattr.io.fs import filesystem
-from raysattr.stats.run import read_json
-
-
-def read_parquet(output_uri: str, name: str) -> pa.Table | None:
-    fs, root = filesystem(output_uri)
-    path = f"{root.rstrip('/')}/{name}"
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as handle:
-        return pq.read_table(handle)
+from raysattr.io.rundir import SUMMARY, RunDir
 
 
 def top_motifs(motif_stats: pa.Table | None, k: int) -> list[str]:
@@ -151,10 +140,12 @@ def _check(name, value, threshold, passed, detail) -> dict:
 def compare(now_uri: str, before_uri: str, top_k: int, t: DriftThresholds) -> dict:
     """Every drift check of `now_uri` against `before_uri`, plus motifs gained and lost."""
     stats_now, stats_before = (
-        read_parquet(u, "motif_stats.parquet") for u in (now_uri, before_uri)
+        RunDir(u).read_parquet("motif_stats.parquet") for u in (now_uri, before_uri)
     )
-    pos_now, pos_before = (read_parquet(u, "position_stats.parquet") for u in (now_uri, before_uri))
-    sum_now, sum_before = read_json(now_uri, "summary.json"), read_json(before_uri, "summary.json")
+    pos_now, pos_before = (
+        RunDir(u).read_parquet("position_stats.parquet") for u in (now_uri, before_uri)
+    )
+    sum_now, sum_before = RunDir(now_uri).read_json(SUMMARY), RunDir(before_uri).read_json(SUMMARY)
     top_now, top_before = top_motifs(stats_now, top_k), top_motifs(stats_before, top_k)
     union = set(top_now) | set(top_before)
     jaccard = len(set(top_now) & set(top_before)) / len(union) if union else 1.0

@@ -59,15 +59,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.attribution.base import ModelForward
 from raysattr.attribution.budget import ChunkPlan, TokenBudget, is_out_of_memory
 from raysattr.config import RunConfig
-from raysattr.io.fs import filesystem, write_json
 from raysattr.io.results import attributions_dataset
+from raysattr.io.rundir import QC_SUMMARY, QC_TABLE, RunDir
 from raysattr.models import LoadedModel, load_model
 from raysattr.tokenize import TokenizedRow
 
@@ -548,9 +547,6 @@ def _provenance_checks(rows: pa.Table, table: pa.Table, loaded: LoadedModel, out
 
 def write_qc(output_uri: str, table: pa.Table, summary: dict) -> None:
     """Write `qc.parquet` and `qc.json` into `output_uri` (local path or s3://)."""
-    fs, root = filesystem(output_uri)
-    fs.makedirs(root, exist_ok=True)
-    root = root.rstrip("/")
-    with fs.open(f"{root}/qc.parquet", "wb") as handle:
-        pq.write_table(table, handle)
-    write_json(output_uri, "qc.json", summary)
+    out = RunDir(output_uri)
+    out.write_parquet(QC_TABLE, table)
+    out.write_json(QC_SUMMARY, summary)

@@ -18,9 +18,8 @@ from dataclasses import asdict
 
 from raysattr.audit.drift import compare
 from raysattr.config import RunConfig
-from raysattr.io.fs import filesystem, write_json
+from raysattr.io.rundir import AUDIT, SUMMARY, RunDir
 from raysattr.io.sources import InputFile, list_inputs
-from raysattr.stats.run import read_json
 
 log = logging.getLogger("raysattr")
 DRIFT_EXIT = 3
@@ -28,13 +27,10 @@ DRIFT_EXIT = 3
 
 def latest_audit(root_uri: str, exclude: str) -> str | None:
     """The last audit directory (by name: ids sort by time) under `root_uri` with an audit.json."""
-    fs, root = filesystem(root_uri)
-    if not fs.exists(root):
-        return None
-    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
-    for name in reversed(names):
-        if name != exclude and fs.exists(f"{root.rstrip('/')}/{name}/audit.json"):
-            return f"{root_uri.rstrip('/')}/{name}"
+    root = RunDir(root_uri)
+    for name in reversed(root.names()):
+        if name != exclude and root.child(name).exists(AUDIT):
+            return root.uri_of(name)
     return None
 
 
@@ -59,9 +55,9 @@ def run_audit(cfg: RunConfig) -> dict:
     started = time.time()
     a = cfg.audit
     audit_id = a.audit_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out_uri = f"{a.root.rstrip('/')}/{audit_id}"
+    out_uri = RunDir(a.root).uri_of(audit_id)
     previous = a.previous or latest_audit(a.root, exclude=audit_id)
-    before = read_json(previous, "audit.json") if previous else None
+    before = RunDir(previous).read_json(AUDIT) if previous else None
     manifest = list_inputs(cfg.data.uri)
     files, reused, mode, reason = plan_files(
         manifest, (before or {}).get("manifest"), a.incremental
@@ -100,7 +96,7 @@ def run_audit(cfg: RunConfig) -> dict:
             }
         )
     result["wall_s"] = time.time() - started
-    write_json(out_uri, "audit.json", result)
+    RunDir(out_uri).write_json(AUDIT, result)
     if cfg.report.enabled:
         from raysattr.report.build import build_report
 
@@ -124,8 +120,8 @@ def _attribute(cfg: RunConfig, out_uri: str, files: list, incremental: bool) -> 
     run_cfg.stats.enabled = cfg.stats.enabled and not incremental
     run_cfg.report.enabled = False
     if not files:
-        write_json(
-            out_uri, "summary.json", {"rows": {"out": 0, "ok": 0, "error": 0, "error_by_code": {}}}
+        RunDir(out_uri).write_json(
+            SUMMARY, {"rows": {"out": 0, "ok": 0, "error": 0, "error_by_code": {}}}
         )
         return 0
     return run(run_cfg, files=files).summary["rows"]["out"]
@@ -133,12 +129,11 @@ def _attribute(cfg: RunConfig, out_uri: str, files: list, incremental: bool) -> 
 
 def _merge_statistics(cfg: RunConfig, out_uri: str, prev_state) -> None:
     """Previous merged state + partials of the new rows (previous threshold) -> stats files."""
-    from raysattr.io.results import attribution_files
     from raysattr.pipeline.aggregate import ray_map
     from raysattr.stats.aggregate import compute_state, merge_states
     from raysattr.stats.run import finalize, save_state, write_outputs
 
-    files = attribution_files(out_uri)
+    files = RunDir(out_uri).part_files()
     state = prev_state
     if files:
         new = compute_state(out_uri, prev_state.settings, ray_map, files, prev_state.threshold)

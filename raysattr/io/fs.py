@@ -46,16 +46,6 @@ def copy_prefix_to_local(uri: str, target: Path) -> None:
     marker.write_text(uri)
 
 
-def write_json(uri: str, name: str, payload: dict) -> None:
-    """Write `payload` as `<uri>/<name>` (local or s3://), creating the directory."""
-    import json
-
-    fs, root = filesystem(uri)
-    fs.makedirs(root, exist_ok=True)
-    with fs.open(f"{root.rstrip('/')}/{name}", "w") as handle:
-        json.dump(payload, handle, indent=2, default=str)
-
-
 def check_reachable(uri: str, key: str) -> None:
     """For an `s3://` URI, fail fast with one line naming the endpoint and bucket when the
     endpoint cannot be reached, the bucket does not exist or the credentials are refused (s3fs

@@ -142,6 +142,10 @@ class RunDir:
         """Forget cached S3 listings: Ray workers write here from other processes."""
         self.fs.invalidate_cache(self.root)
 
+    def names(self) -> list[str]:
+        """Names directly under the folder (files and sub-folders), sorted."""
+        return _names(self)
+
     def remove(self, name: str) -> None:
         if self.exists(name):
             self.fs.rm(self.path(name), recursive=True)

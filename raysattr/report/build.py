@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from raysattr.config import ReportConfig
-from raysattr.io.fs import filesystem
+from raysattr.io.rundir import REPORT, RunDir
 from raysattr.report.html import Section, page
 from raysattr.report.inputs import read_run_files
 from raysattr.report.ranking import fetch_rows, scan_attributions
@@ -25,7 +25,6 @@ from raysattr.report.stat_sections import (
     positions_section,
 )
 
-REPORT_FILE = "report.html"
 # Every section the page holds, in order; a section whose file is missing says so.
 SECTION_IDS = (
     "summary",
@@ -84,8 +83,4 @@ def build_report(output_uri: str, cfg: ReportConfig | None = None) -> str:
         The written path (an `s3://` URI for S3 outputs).
     """
     text = render_report(output_uri, cfg)
-    fs, root = filesystem(output_uri)
-    path = root.rstrip("/") + "/" + REPORT_FILE
-    with fs.open(path, "wb") as handle:
-        handle.write(text.encode("utf-8"))
-    return f"s3://{path}" if output_uri.startswith("s3://") else path
+    return RunDir(output_uri).write_text(REPORT, text)

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from raysattr.io.fs import filesystem
+from raysattr.errors import OutputError
+from raysattr.io.rundir import RunDir
 from raysattr.stats.motifs import read_meme
 
 # Which command writes each optional file; the page names it when the file is missing.
@@ -55,33 +54,24 @@ class RunFiles:
         return self.tables.get(name)
 
 
-def _join(root: str, name: str) -> str:
-    return root.rstrip("/") + "/" + name
-
-
 def read_run_files(output_uri: str) -> RunFiles:
     """Read every optional file of `output_uri` that exists.
 
     Raises:
         ValueError: a file exists but cannot be parsed (names the file).
     """
-    fs, root = filesystem(output_uri)
+    out = RunDir(output_uri)
     files = RunFiles(output_uri)
     for name in PARQUET_FILES:
-        path = _join(root, f"{name}.parquet")
-        files.tables[name] = pq.read_table(path, filesystem=fs) if fs.exists(path) else None
+        files.tables[name] = out.read_parquet(f"{name}.parquet")
     for name in JSON_FILES:
-        path = _join(root, f"{name}.json")
-        if fs.exists(path):
-            try:
-                files.json[name] = json.loads(fs.cat_file(path).decode("utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ValueError(f"{name}.json in {output_uri} is not valid JSON: {exc}") from exc
-        else:
-            files.json[name] = None
-    meme = _join(root, "motifs.meme")
-    if fs.exists(meme):
-        files.motifs = read_meme_text(fs.cat_file(meme).decode("utf-8"))
+        try:
+            files.json[name] = out.read_json(f"{name}.json")
+        except OutputError as exc:
+            raise ValueError(str(exc)) from exc
+    meme = out.read_bytes("motifs.meme")
+    if meme is not None:
+        files.motifs = read_meme_text(meme.decode("utf-8"))
     return files
 
 

@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raysattr.io.fs import filesystem
-from raysattr.io.results import attribution_files
+from raysattr.io.rundir import RunDir
 from raysattr.pipeline.summary import DELTA_EDGES
 
 REQUIRED = {"id", "target", "status", "residue_attr"}
@@ -132,10 +131,11 @@ def scan_attributions(output_uri: str, top_n: int, batch_rows: int = 4096) -> Sc
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
-    paths = attribution_files(output_uri)
+    out = RunDir(output_uri)
+    paths = out.part_files()
     if not paths:
         raise ValueError(f"no attributions/part-*.parquet under {output_uri}: run `raysattr run`")
-    fs, _ = filesystem(output_uri)
+    fs = out.fs
     scan, high, low = Scan(), _Extremes(top_n), _Extremes(top_n)
     # File by file, not through a pyarrow dataset: a dataset keeps every fragment's metadata
     # (about 80 KiB a part file), so its memory grows with the number of files.
@@ -196,7 +196,7 @@ def fetch_rows(output_uri: str, picked: list[Ranked]) -> list[dict]:
     """Read only the picked rows, with their lists, in the order given; each row dict gets its
     `score_sum`. Only the part files and row groups that hold them are read.
     """
-    fs, _ = filesystem(output_uri)
+    fs = RunDir(output_uri).fs
     by_path: dict[str, list[int]] = {}
     for ref in picked:
         by_path.setdefault(ref.path, []).append(ref.row)

@@ -18,8 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysattr.config import StatsConfig
-from raysattr.io.fs import filesystem
-from raysattr.io.results import attribution_files
+from raysattr.io.rundir import RunDir
 from raysattr.stats.extras import LAYER_COLUMN, AgreementStats, LayerStats
 from raysattr.stats.flat import (
     BASE_COLUMNS,
@@ -34,7 +33,6 @@ from raysattr.stats.seqlets import SeqletSettings, SeqletStore, covered_mask
 
 log = logging.getLogger("raysattr")
 STATE_VERSION = 1
-STATE_FILE = "stats_state.pkl"
 
 
 @dataclass(frozen=True)
@@ -155,8 +153,7 @@ def second_pass(table: pa.Table, st: StatsSettings, threshold: float) -> SecondP
 
 def file_batches(path: str, output_uri: str, rows_per_batch: int, extra: bool) -> Iterator:
     """Record batches of one part file with the columns the statistics read."""
-    fs, _ = filesystem(output_uri)
-    with fs.open(path, "rb") as handle:
+    with RunDir(output_uri).fs.open(path, "rb") as handle:
         pf = pq.ParquetFile(handle)
         names = pf.schema_arrow.names
         wanted = [c for c in BASE_COLUMNS if c in names]
@@ -180,7 +177,7 @@ def files_partial(
 
 def group_files(paths: list[str], output_uri: str, rows_per_group: int) -> list[list[str]]:
     """Consecutive part files grouped to about `rows_per_group` rows (from parquet footers)."""
-    fs, _ = filesystem(output_uri)
+    fs = RunDir(output_uri).fs
     groups: list[list[str]] = [[]]
     rows = 0
     for path in paths:
@@ -224,7 +221,7 @@ def compute_state(
 ) -> StatsState:
     """Both passes over `files` (default: every part file); a given `threshold` is kept
     (incremental runs reuse the previous one so partials stay comparable)."""
-    files = attribution_files(output_uri) if files is None else files
+    files = RunDir(output_uri).part_files() if files is None else files
     groups = group_files(files, output_uri, 8 * st.rows_per_batch)
     first = _merge(map_fn(lambda g: files_partial(g, output_uri, st), groups))
     if threshold is None:

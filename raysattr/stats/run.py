@@ -7,21 +7,16 @@ those methods ran), stats.json, and stats_state.pkl (merged partials, for increm
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import pickle
 import time
 from dataclasses import asdict
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raysattr.config import StatsConfig
-from raysattr.io.fs import filesystem
-from raysattr.io.results import attribution_files
+from raysattr.io.rundir import STATS_FILES, STATS_STATE, SUMMARY, RunDir
 from raysattr.stats.aggregate import (
-    STATE_FILE,
     STATE_VERSION,
     MapFn,
     StatsSettings,
@@ -35,15 +30,6 @@ from raysattr.stats.flat import SCHEME_ALPHABET, infer_alphabet
 from raysattr.stats.motifs import group_seqlets, to_meme
 
 log = logging.getLogger("raysattr")
-OUTPUT_FILES = (
-    "position_stats.parquet",
-    "motif_stats.parquet",
-    "seqlets.parquet",
-    "agreement_stats.parquet",
-    "layer_stats.parquet",
-    "motifs.meme",
-    "stats.json",
-)
 
 
 def resolve_alphabet(setting: str, output_uri: str) -> str:
@@ -51,23 +37,14 @@ def resolve_alphabet(setting: str, output_uri: str) -> str:
     of the first rows."""
     if setting != "auto":
         return setting
-    summary = read_json(output_uri, "summary.json")
+    summary = RunDir(output_uri).read_json(SUMMARY)
     scheme = (summary or {}).get("config", {}).get("tokenize", {}).get("scheme")
     if scheme in SCHEME_ALPHABET:
         return SCHEME_ALPHABET[scheme]
-    files = attribution_files(output_uri)
+    files = RunDir(output_uri).part_files()
     for table in file_batches(files[0], output_uri, 256, False) if files else []:
         return infer_alphabet([s for s in table.column("sequence").to_pylist() if s])
     return "text"
-
-
-def read_json(output_uri: str, name: str) -> dict | None:
-    fs, root = filesystem(output_uri)
-    path = f"{root.rstrip('/')}/{name}"
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as handle:
-        return json.load(handle)
 
 
 def finalize(state: StatsState) -> dict:
@@ -122,40 +99,32 @@ def finalize(state: StatsState) -> dict:
 
 
 def write_outputs(output_uri: str, outputs: dict) -> None:
-    """Write finalized outputs (parquet through a buffer, so S3 gets one PUT per file)."""
-    fs, root = filesystem(output_uri)
-    root = root.rstrip("/")
-    fs.makedirs(root, exist_ok=True)
-    for stale in OUTPUT_FILES:
-        if stale not in outputs and fs.exists(f"{root}/{stale}"):
-            fs.rm(f"{root}/{stale}")
+    """Write finalized outputs, each whole (one PUT per file on S3), and remove statistics
+    files of an earlier aggregation that this one does not produce (e.g. another method's
+    layer_stats)."""
+    out = RunDir(output_uri)
+    for stale in STATS_FILES:
+        if stale not in outputs:
+            out.remove(stale)
     for name, value in outputs.items():
         if isinstance(value, pa.Table):
-            buf = io.BytesIO()
-            pq.write_table(value, buf)
-            data = buf.getvalue()
+            out.write_parquet(name, value)
         elif isinstance(value, dict):
-            data = json.dumps(value, indent=2, default=str).encode()
+            out.write_json(name, value)
         else:
-            data = value.encode()
-        with fs.open(f"{root}/{name}", "wb") as handle:
-            handle.write(data)
+            out.write_text(name, value)
 
 
 def save_state(output_uri: str, state: StatsState) -> None:
-    fs, root = filesystem(output_uri)
-    with fs.open(f"{root.rstrip('/')}/{STATE_FILE}", "wb") as handle:
-        pickle.dump(state, handle)
+    RunDir(output_uri).write_bytes(STATS_STATE, pickle.dumps(state))
 
 
 def load_state(output_uri: str) -> StatsState | None:
     """The saved state of a previous aggregation (None when absent or of another version)."""
-    fs, root = filesystem(output_uri)
-    path = f"{root.rstrip('/')}/{STATE_FILE}"
-    if not fs.exists(path):
+    data = RunDir(output_uri).read_bytes(STATS_STATE)
+    if data is None:
         return None
-    with fs.open(path, "rb") as handle:
-        state = pickle.load(handle)
+    state = pickle.loads(data)
     return state if getattr(state, "version", None) == STATE_VERSION else None
 
 
@@ -166,7 +135,7 @@ def aggregate(output_uri: str, cfg: StatsConfig, map_fn: MapFn = local_map) -> d
         ValueError: no attribution part files, or no ok rows in them.
     """
     started = time.time()
-    if not attribution_files(output_uri):
+    if not RunDir(output_uri).part_files():
         raise ValueError(f"no attributions/part-*.parquet under {output_uri}")
     st = StatsSettings.from_config(cfg, resolve_alphabet(cfg.alphabet, output_uri))
     state = compute_state(output_uri, st, map_fn)
