@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import ray
+import s3fs
 
 # Models and tokenizers here are local directories; never reach for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,7 +22,40 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from raysattr.demo.data import FORMATS, DatasetSpec, generate, write  # noqa: E402
 from raysattr.demo.train import TrainSpec, train_classifier  # noqa: E402
 
+from .servers import MotoServer, apply_env, restore_env  # noqa: E402
+
 DNA_MOTIF = "TATAATGCGC"
+S3_BUCKET = "raysattr-test"
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A moto S3 server on 127.0.0.1 for the whole session, bucket `S3_BUCKET` made; its
+    endpoint and credentials are in os.environ (so Ray workers started later inherit them)."""
+    server = MotoServer()
+    previous = apply_env(server.env)
+    try:
+        fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
+        fs.mkdir(S3_BUCKET)
+        yield fs
+    finally:
+        restore_env(previous)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3):
+    """One in-process Ray for every test that needs it (started after the S3 variables are set,
+    so its workers inherit them); starting Ray costs seconds, so tests share it."""
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=8,
+            object_store_memory=512 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    yield
+    ray.shutdown()
 PROTEIN_MOTIF = "WHCKYM"
 
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 
 from raysattr.audit.drift import spearman_of_ranks, total_variation
 from raysattr.audit.scheduled import plan_files
@@ -18,19 +17,6 @@ from raysattr.io.sources import InputFile
 from tests.conftest import DNA_MOTIF
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=8,
-            object_store_memory=512 * 1024**2,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

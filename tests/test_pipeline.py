@@ -10,42 +10,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
-import s3fs
 
 from raysattr.config import load
 from raysattr.io.results import read_attributions
 from raysattr.pipeline.plan import run
 
 from .factories import save_random_bert
-from .servers import MotoServer, apply_env, restore_env
+from .servers import apply_env, restore_env
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 from raysattr.tokenize import build_kmer_vocab  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = MotoServer()
-    previous = apply_env(server.env)
-    try:
-        fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
-        fs.mkdir("raysattr-test")
-        yield fs
-    finally:
-        restore_env(previous)
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def ray_session(s3):
-    """In-process Ray started after the S3 variables are set, so its workers inherit them."""
-    ray.init(
-        num_cpus=8, object_store_memory=512 * 1024**2, include_dashboard=False, log_to_driver=False
-    )
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
