@@ -66,8 +66,11 @@ def render_report(output_uri: str, cfg: ReportConfig | None = None) -> str:
         faithfulness_section(files),
         audit_section(files),
     ]
-    run_id = (files.json.get("summary") or {}).get("run_id", "")
-    subtitle = f"{output_uri} · run {run_id or 'n/a'} · built {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    summary = files.json.get("summary") or {}
+    run_id = summary.get("run_id", "")
+    # An overwrite run builds its report in a staging folder: name the output it is moved to.
+    shown = summary.get("config", {}).get("output", {}).get("uri") or output_uri
+    subtitle = f"{shown} · run {run_id or 'n/a'} · built {time.strftime('%Y-%m-%d %H:%M:%S')}"
     return page("raysattr report", subtitle, sections)
 
 
