@@ -1,24 +1,29 @@
 """Input sources: list the files behind a URI (a manifest) and read each into standard columns.
 
-Every reader yields Arrow tables with `id`, `sequence`, `label` (when configured), the passthrough
-columns, `source` (file path) and `read_error` (null, or why this record could not be decoded).
-A missing id becomes `<file name>:<row index>`, which is stable across reruns.
+`read_file` yields Arrow tables with `id`, `sequence`, `label` (when configured), the passthrough
+columns, `source` (file URI), `source_row` (0-based index of the record in its file, broken
+records counted), `read_error` and `read_code` (null, or why this record could not be decoded
+and its error code). A null, empty or blank id becomes `<file name>:<source_row>`, which is stable
+across reruns. `*.gz` files are decompressed. The per-format readers live in `io/readers.py`.
 """
 
 from __future__ import annotations
 
-import io
-import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from raysattr.config import DataConfig
+from raysattr.errors import InputError, MissingInputError
 from raysattr.io.fs import filesystem
+from raysattr.io.readers import ERROR_COLUMNS, FASTA_ID, FASTA_SEQUENCE, Request, read_raw
+
+log = logging.getLogger("raysattr")
 
 EXTENSIONS = {
     ".parquet": "parquet",
@@ -33,7 +38,7 @@ EXTENSIONS = {
     ".json": "jsonl",
     ".ndjson": "jsonl",
 }
-CHUNK_ROWS = 4096
+SKIPPED_NAMES_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -48,21 +53,30 @@ class InputFile:
 def list_inputs(uri: str) -> list[InputFile]:
     """Files behind a path, directory, glob or `s3://` prefix, sorted by name.
 
+    A directory yields the files with a known data extension (optionally `.gz`); the others are
+    named in one warning on the `raysattr` logger, never silently ignored.
+
     Raises:
-        FileNotFoundError: nothing matches `uri` (the message names it).
+        MissingInputError: nothing matches `uri` (the message names it).
     """
     fs, path = filesystem(uri)
     scheme = "s3://" if uri.startswith("s3://") else ""
     if any(ch in path for ch in "*?["):
         paths = fs.glob(path)
     elif fs.isdir(path):
-        paths = [p for p in fs.find(path) if _format_of(p) is not None]
+        found = fs.find(path)
+        paths = [p for p in found if _format_of(p) is not None]
+        _warn_skipped(uri, [p for p in found if _format_of(p) is None])
     elif fs.exists(path):
         paths = [path]
     else:
-        raise FileNotFoundError(f"data.uri={uri!r}: no such file, directory or prefix")
+        raise MissingInputError("no such file, directory or prefix", f"data.uri={uri!r}")
     if not paths:
-        raise FileNotFoundError(f"data.uri={uri!r}: matches no input files")
+        raise MissingInputError(
+            "no input files found",
+            f"data.uri={uri!r}",
+            f"data files end in {', '.join(sorted(EXTENSIONS))} (optionally .gz)",
+        )
     files = []
     for p in sorted(paths):
         info = fs.info(p)
@@ -71,158 +85,182 @@ def list_inputs(uri: str) -> list[InputFile]:
     return files
 
 
+def _warn_skipped(uri: str, skipped: list[str]) -> None:
+    if not skipped:
+        return
+    names = sorted(p.rsplit("/", 1)[-1] for p in skipped)
+    more = ", ..." if len(names) > SKIPPED_NAMES_SHOWN else ""
+    log.warning(
+        "raysattr: data.uri=%r: skipped %d file(s) with no known data extension: %s%s",
+        uri,
+        len(names),
+        ", ".join(names[:SKIPPED_NAMES_SHOWN]),
+        more,
+    )
+
+
 def _format_of(path: str) -> str | None:
     name = path.lower().removesuffix(".gz")
     return EXTENSIONS.get(os.path.splitext(name)[1])
 
 
 def resolve_format(uri: str, configured: str) -> str:
-    """The configured format, or the one its extension names when `auto`."""
+    """The configured format, or the one its extension names when `auto`.
+
+    Raises:
+        InputError: `auto` and the extension names no known format.
+    """
     if configured != "auto":
         return configured
     fmt = _format_of(uri)
     if fmt is None:
-        raise ValueError(f"cannot tell the format of {uri!r}; set data.format")
+        raise InputError("cannot tell the file's format from its name", uri, "set data.format")
     return fmt
 
 
-def read_file(uri: str, cfg: DataConfig) -> Iterator[pa.Table]:
-    """Read one file into standard-column tables of at most `CHUNK_ROWS` rows.
+def request_for(uri: str, cfg: DataConfig, light: bool = False) -> Request:
+    """What to read from `uri`: every configured column, or (`light`) only ids and labels.
 
-    Raises:
-        ValueError: a configured column is missing, or the file cannot be parsed (message names
-            the file and, for columns, lists those present).
+    The configured sequence, label and passthrough columns must exist either way; FASTA's id
+    and sequence are implicit and its labels optional (a `label=` header word).
     """
     fmt = resolve_format(uri, cfg.format)
-    fs, path = filesystem(uri)
-    reader = {"parquet": _parquet, "csv": _csv, "jsonl": _jsonl, "fasta": _fasta}[fmt]
-    offset = 0
-    try:
-        with fs.open(path, "rb") as handle:
-            for table in reader(handle, cfg):
-                yield standardise(table, cfg, uri, offset)
-                offset += table.num_rows
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {uri} as {fmt}: {exc}") from exc
-
-
-def _parquet(handle, cfg: DataConfig) -> Iterator[pa.Table]:
-    for batch in pq.ParquetFile(handle).iter_batches(batch_size=CHUNK_ROWS):
-        yield pa.Table.from_batches([batch])
-
-
-def _csv(handle, cfg: DataConfig) -> Iterator[pa.Table]:
-    strings = [c for c in (cfg.id_column, cfg.sequence_column) if c]
-    reader = pacsv.open_csv(
-        handle,
-        read_options=pacsv.ReadOptions(block_size=1 << 22),
-        parse_options=pacsv.ParseOptions(delimiter=cfg.csv_delimiter),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(strings, pa.string())),
+    fasta = fmt == "fasta"
+    id_col = FASTA_ID if fasta else cfg.id_column
+    seq_col = FASTA_SEQUENCE if fasta else cfg.sequence_column
+    label = [cfg.label_column] if cfg.label_column else []
+    required = [*([] if fasta else [seq_col, *label]), *cfg.passthrough_columns]
+    load = [id_col, *label] if light else [id_col, seq_col, *label, *cfg.passthrough_columns]
+    return Request(
+        uri=uri,
+        fmt=fmt,
+        required=tuple(dict.fromkeys(required)),
+        load=tuple(dict.fromkeys(c for c in load if c)),
+        strings=tuple(c for c in (id_col, None if light else seq_col) if c),
+        sequence=None if light else seq_col,
+        csv_delimiter=_delimiter(uri, cfg),
     )
-    for batch in reader:
-        yield pa.Table.from_batches([batch])
 
 
-def _jsonl(handle, cfg: DataConfig) -> Iterator[pa.Table]:
-    rows = []
-    for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {number}: {exc}") from exc
-        if len(rows) == CHUNK_ROWS:
-            yield pa.Table.from_pylist(rows)
-            rows = []
-    if rows:
-        yield pa.Table.from_pylist(rows)
+def _delimiter(uri: str, cfg: DataConfig) -> str:
+    """`.tsv` files are tab-separated unless data.csv_delimiter says otherwise."""
+    tsv = uri.lower().removesuffix(".gz").endswith(".tsv")
+    return "\t" if tsv and cfg.csv_delimiter == "," else cfg.csv_delimiter
 
 
-def _fasta(handle, cfg: DataConfig) -> Iterator[pa.Table]:
-    """Multi-line FASTA; `key=value` words in a header become columns. A record whose bytes are
-    not UTF-8 is kept with `read_error` set, never dropped."""
-    rows: list[dict] = []
-    for header, body in _fasta_records(handle):
-        rows.append(_fasta_row(header, body))
-        if len(rows) == CHUNK_ROWS:
-            yield pa.Table.from_pylist(rows)
-            rows = []
-    if rows:
-        yield pa.Table.from_pylist(rows)
+def read_file(uri: str, cfg: DataConfig) -> Iterator[pa.Table]:
+    """Read one file into standard-column tables of at most `readers.CHUNK_ROWS` rows.
 
-
-def _fasta_records(handle) -> Iterator[tuple[bytes, list[bytes]]]:
-    header, body = None, []
-    for raw in handle:
-        line = raw.rstrip(b"\r\n")
-        if line.startswith(b">"):
-            if header is not None:
-                yield header, body
-            header, body = line[1:], []
-        elif header is not None:
-            body.append(line.strip())
-        elif line.strip():
-            raise ValueError("FASTA data before the first '>' header")
-    if header is not None:
-        yield header, body
-
-
-def _fasta_row(header: bytes, body: list[bytes]) -> dict:
-    head = header.decode("utf-8", errors="replace").split()
-    row: dict = {"id": head[0] if head else None, "sequence": None, "read_error": None}
-    for word in head[1:]:
-        key, sep, value = word.partition("=")
-        if sep:
-            row[key] = value
-    try:
-        row["sequence"] = b"".join(body).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        row["read_error"] = f"sequence is not UTF-8 (byte {exc.start}: {exc.object[exc.start]:#x})"
-    return row
+    Raises:
+        InputError: a configured column is missing, a label is not a class index, or the file
+            cannot be parsed; the message names the file (and the column, line or row).
+    """
+    offset = 0
+    for table in read_raw(request_for(uri, cfg)):
+        yield standardise(table, cfg, uri, offset)
+        offset += table.num_rows
 
 
 def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.Table:
-    """Rename configured columns to `id`, `sequence`, `label`; keep passthrough columns."""
-    is_fasta = resolve_format(uri, cfg.format) == "fasta"
-    seq_col = "sequence" if is_fasta else cfg.sequence_column
-    id_col = "id" if is_fasta else cfg.id_column
-    if is_fasta and cfg.label_column and cfg.label_column not in table.column_names:
-        # FASTA labels are optional header words (`label=1`); records without one get null.
-        table = table.append_column(cfg.label_column, pa.nulls(table.num_rows, pa.int64()))
-    wanted = [seq_col, *cfg.passthrough_columns] + ([cfg.label_column] if cfg.label_column else [])
-    missing = [c for c in wanted if c not in table.column_names]
-    if missing:
-        raise ValueError(
-            f"{uri}: column(s) {', '.join(map(repr, missing))} not found; "
-            f"columns present: {', '.join(table.column_names)}"
-        )
+    """Raw reader columns -> `id`, `sequence`, `label`, passthrough, `source`, `source_row`,
+    `read_error`, `read_code`; `offset` is the file row of the table's first row."""
+    fasta = resolve_format(uri, cfg.format) == "fasta"
+    id_col = FASTA_ID if fasta else cfg.id_column
+    seq_col = FASTA_SEQUENCE if fasta else cfg.sequence_column
     n = table.num_rows
-    name = uri.rsplit("/", 1)[-1]
-    if id_col in table.column_names:
-        ids = table[id_col].cast(pa.string())
-    else:
-        ids = pa.array([f"{name}:{offset + i}" for i in range(n)], pa.string())
-    columns = {"id": ids, "sequence": table[seq_col].cast(pa.string())}
+    columns = {
+        "id": fill_ids(_column(table, id_col), uri, offset, n),
+        "sequence": _strings(table[seq_col], uri, seq_col),
+    }
     if cfg.label_column:
-        columns["label"] = _labels(table[cfg.label_column], uri, cfg.label_column)
+        raw = _column(table, cfg.label_column)
+        raw = pa.nulls(n, pa.int64()) if raw is None else raw  # FASTA: labels are optional
+        columns["label"] = parse_labels(raw, uri, cfg.label_column, offset)
     for col in cfg.passthrough_columns:
         columns[col] = table[col]
     columns["source"] = pa.array([uri] * n, pa.string())
-    errors = table["read_error"] if "read_error" in table.column_names else pa.nulls(n, pa.string())
-    columns["read_error"] = errors.cast(pa.string())
+    columns["source_row"] = pa.array(np.arange(offset, offset + n, dtype=np.int64))
+    for name in ERROR_COLUMNS:
+        given = _column(table, name)
+        columns[name] = pa.nulls(n, pa.string()) if given is None else given
     return pa.table(columns)
 
 
-def _labels(column: pa.ChunkedArray, uri: str, name: str) -> pa.ChunkedArray:
-    """Labels as int64 class indices (nulls kept); booleans and numeric strings are converted."""
-    if pa.types.is_boolean(column.type):
-        return column.cast(pa.int64())
+def _column(table: pa.Table, name: str | None) -> pa.ChunkedArray | None:
+    return table[name] if name and name in table.column_names else None
+
+
+def _strings(column: pa.ChunkedArray, uri: str, name: str) -> pa.ChunkedArray:
     try:
-        if pa.types.is_string(column.type):
-            column = column.cast(pa.float64())
-        return column.cast(pa.int64())
+        return column.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(
-            f"{uri}: label column {name!r} is not integer class indices: {exc}"
+        raise InputError(
+            f"column {name!r} cannot be read as text ({exc})", uri, "store it as strings"
         ) from exc
+
+
+def fill_ids(ids: pa.ChunkedArray | None, uri: str, offset: int, n: int) -> pa.Array:
+    """Ids as strings; a missing column, or a null, empty or blank id, becomes
+    `<file name>:<row>` (`row` = `offset` + index, the record's `source_row`)."""
+    name = uri.rsplit("/", 1)[-1]
+    if ids is not None:
+        ids = _strings(ids, uri, "id").combine_chunks()
+        blank = pc.equal(pc.utf8_trim_whitespace(ids), "").fill_null(False)
+        missing = pc.or_(pc.is_null(ids), blank)
+        if not pc.any(missing).as_py():
+            return ids
+    generated = pa.array([f"{name}:{offset + i}" for i in range(n)], pa.string())
+    return generated if ids is None else pc.if_else(missing, generated, ids)
+
+
+def parse_labels(column: pa.ChunkedArray, uri: str, name: str, offset: int) -> pa.Array:
+    """Labels as int64 class indices. Null, NaN and blank strings become null; booleans and
+    numeric strings are converted.
+
+    Raises:
+        InputError: a label is not a whole number (0.5, "cat"); names the file, the column and
+            the first bad row (its `source_row`).
+    """
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(column.type):  # e.g. a pandas categorical saved to parquet
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_null(kind) or pa.types.is_boolean(kind) or pa.types.is_integer(kind):
+        return column.cast(pa.int64())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        column = _numeric_strings(column, uri, name, offset)
+    elif not (pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise _bad_label(f"labels of type {kind}", uri, name, offset)
+    column = column.cast(pa.float64())
+    column = pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
+    # Whole numbers that int64 holds exactly; NaN is already null, so only 0.5, inf, 1e30 fail.
+    whole = pc.and_(pc.less(pc.abs(column), 2.0**53), pc.equal(pc.floor(column), column))
+    bad = np.flatnonzero(~whole.fill_null(True).to_numpy(zero_copy_only=False))
+    if len(bad):
+        value = column[int(bad[0])].as_py()
+        raise _bad_label(f"label {value!r}", uri, name, offset + int(bad[0]))
+    return column.cast(pa.int64())
+
+
+def _numeric_strings(column: pa.Array, uri: str, name: str, offset: int) -> pa.Array:
+    """Strings -> float64; blank strings become null."""
+    stripped = pc.utf8_trim_whitespace(column)
+    stripped = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
+    try:
+        return stripped.cast(pa.float64())
+    except pa.ArrowInvalid:
+        pass
+    for i, value in enumerate(stripped.to_pylist()):  # only on failure: find the first bad row
+        try:
+            pa.scalar(value, pa.string()).cast(pa.float64())
+        except pa.ArrowInvalid:
+            raise _bad_label(f"label {value!r}", uri, name, offset + i) from None
+    raise _bad_label("a label", uri, name, offset)  # unreachable unless Arrow disagrees with itself
+
+
+def _bad_label(what: str, uri: str, name: str, row: int) -> InputError:
+    return InputError(
+        f"{what} is not an integer class index",
+        f"in {uri}, column {name!r}, row {row} (0-based, as in source_row)",
+        "labels must be whole numbers 0, 1, ... or empty; set data.label_column=null for none",
+    )

@@ -7,7 +7,8 @@ them into Ray Data, and tests can call them on a table directly.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ import pyarrow as pa
 
 from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.config import RunConfig
+from raysattr.io.results import ResumeKeys
 from raysattr.io.rundir import RunDir
+from raysattr.io.scan import mark_later_copies
 from raysattr.io.sources import read_file
 from raysattr.io.writer import results_to_table
 from raysattr.models import load_model
@@ -25,13 +28,33 @@ FAULT_EXIT_ENV = "RAYSATTR_FAULT_EXIT_AT"  # "N": the attribute actor exits on i
 FAULT_MARKER_ENV = "RAYSATTR_FAULT_MARKER"  # ...once: this file records that it already did
 
 
-def read_files(batch: pa.Table, cfg: RunConfig, done_ids: frozenset = frozenset()) -> Iterator:
-    """Read every file named in `batch["uri"]`; rows whose id is in `done_ids` are skipped."""
+def read_files(
+    batch: pa.Table,
+    cfg: RunConfig,
+    resume: ResumeKeys | None = None,
+    later_copies: Mapping[str, Mapping[int, str]] | None = None,
+    first_copies: Mapping[str, AbstractSet[int]] | None = None,
+) -> Iterator[pa.Table]:
+    """Read every file named in `batch["uri"]` (standard columns, `io.sources.read_file`).
+
+    Args:
+        batch: one column, `uri`.
+        cfg: the run. With `data.duplicate_ids=error` each later copy of an id becomes a
+            `duplicate_id` row (`read_code`) naming its first copy; with `keep` it is read as is.
+        resume: what the output already holds; rows already written are skipped
+            (`ResumeKeys.is_done`). None: nothing is skipped.
+        later_copies: `InputScan.later_copies`: file URI -> {source_row: first copy's position}.
+        first_copies: `InputScan.first_copies`: file URI -> source_rows of first copies. Without
+            it a first copy is skipped on resume by its id alone.
+    """
     for uri in batch.column("uri").to_pylist():
+        later = (later_copies or {}).get(uri, {})
+        first = (first_copies or {}).get(uri, frozenset())
         for table in read_file(uri, cfg.data):
-            if done_ids:
-                keep = [i not in done_ids for i in table.column("id").to_pylist()]
-                table = table.filter(pa.array(keep, pa.bool_()))
+            if cfg.data.duplicate_ids == "error":
+                table = mark_later_copies(table, later)
+            if resume is not None:
+                table = table.filter(resume.pending(table, later, first))
             if table.num_rows:
                 yield table
 
@@ -80,9 +103,12 @@ class TokenizeStage:
             )
         )
 
-    def _one(self, sequence, read_error) -> TokenizedRow:
+    def _one(self, sequence, read_error, read_code=None) -> TokenizedRow:
+        # A record the reader could not use (undecodable bytes, broken JSON, a later copy of an
+        # id) keeps the reader's code and is not tokenized; rows from before `read_code`
+        # existed only had undecodable FASTA bytes.
         if read_error:
-            return error_row("invalid_encoding", read_error)
+            return error_row(read_code or "invalid_encoding", read_error)
         return self.tokenizer(sequence)
 
 
