@@ -17,9 +17,16 @@ import torch
 from torch import nn
 
 from raysattr.config import ModelConfig
-
-# Models whose position ids start after the padding index (max usable = max_positions - pad - 1).
-_OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert", "longformer", "esm")
+from raysattr.errors import ModelError
+from raysattr.model_check import check_vocab_fits, content_limit, open_tokenizer, special_ids
+from raysattr.model_files import (
+    Place,
+    check_architecture,
+    check_weights,
+    list_files,
+    locate,
+    read_config,
+)
 
 
 @dataclass
@@ -58,14 +65,7 @@ class LoadedModel:
 
     def special_ids(self) -> dict[str, int | None]:
         """Ids of `cls`, `sep`, `pad`, `unk`, `mask` (None when the tokenizer lacks one)."""
-        tok = self.tokenizer
-        return {
-            "cls": tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,
-            "sep": tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id,
-            "pad": tok.pad_token_id,
-            "unk": tok.unk_token_id,
-            "mask": tok.mask_token_id,
-        }
+        return special_ids(self.tokenizer)
 
     def encoder_layers(self) -> list[nn.Module]:
         """The transformer blocks, input side first."""
@@ -91,26 +91,14 @@ def resolve_local(path: str, cache_dir: str | None = None) -> str:
     return str(target)
 
 
-def _check_weights(local: str, allow_pickle: bool) -> None:
-    """Refuse pickle weights unless the config opts in (pickle runs code on load)."""
-    p = Path(local)
-    if not p.is_dir():
-        return  # hub id: transformers enforces `use_safetensors` itself
-    if any(p.glob("*.safetensors")):
-        return
-    if any(p.glob("*.bin")) and not allow_pickle:
-        raise ValueError(
-            f"model.path={local!r} has only pickle (*.bin) weights; convert them to safetensors "
-            "or set model.allow_pickle=true if you trust the source"
-        )
-    if not any(p.glob("*.bin")):
-        raise ValueError(f"model.path={local!r} holds no weights (*.safetensors or *.bin)")
-
-
 def load_model(
     cfg: ModelConfig, device: str | torch.device = "cpu", attn_implementation: str | None = None
 ) -> LoadedModel:
     """Load the classifier and tokenizer named by `cfg` onto `device`, in eval mode.
+
+    The files are checked first with the driver's checks (`raysattr.model_check`), so an actor
+    reports the same one-line error; a hub id missing from the cache is still downloaded by
+    transformers as before.
 
     Args:
         cfg: model section of the run config.
@@ -118,25 +106,33 @@ def load_model(
         attn_implementation: e.g. "eager" when attention weights are needed.
 
     Raises:
-        ValueError: missing/pickle-only weights, or no embeddings module found.
+        ModelError: the model or tokenizer is missing, corrupt, not allowed (pickle), has no
+            classification head or embeddings, or the tokenizer's ids exceed the embedding.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    local = resolve_local(cfg.path, cfg.cache_dir)
-    _check_weights(local, cfg.allow_pickle)
+    source = _checked_source(cfg)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if cfg.revision:
         kwargs["revision"] = cfg.revision
-    model = AutoModelForSequenceClassification.from_pretrained(
-        local,
-        use_safetensors=not cfg.allow_pickle or None,
-        attn_implementation=attn_implementation,
-        **kwargs,
-    )
-    tok_path = resolve_local(cfg.tokenizer, cfg.cache_dir) if cfg.tokenizer else local
-    tokenizer = AutoTokenizer.from_pretrained(tok_path, **kwargs)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            use_safetensors=not cfg.allow_pickle or None,
+            attn_implementation=attn_implementation,
+            **kwargs,
+        )
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a bad checkpoint
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        raise ModelError(
+            f"cannot load the model ({detail})",
+            f"model.path={cfg.path!r}",
+            "check that the folder holds a complete save_pretrained checkpoint",
+        ) from exc
+    tokenizer = load_tokenizer(cfg)
     model.to(device).eval()
     embeddings, word = find_embeddings(model)
+    check_vocab_fits(tokenizer, word.num_embeddings, _where(cfg))
     return LoadedModel(
         model,
         tokenizer,
@@ -146,6 +142,48 @@ def load_model(
         fingerprint(model),
         cfg.path,
     )
+
+
+def _checked_source(cfg: ModelConfig) -> str:
+    """What `from_pretrained` gets (a local folder, or the hub id), after the file checks."""
+    where = f"model.path={cfg.path!r}"
+    place = locate(cfg.path, "model.path", cfg.revision, offline=False)
+    if place.kind == "hub":
+        return cfg.path  # not cached: transformers downloads and checks it
+    files = list_files(place, "model.path")
+    local = place.path
+    if place.kind == "s3":
+        local = resolve_local(cfg.path, cfg.cache_dir)
+        files = list_files(Place("local", local, cfg.path), "model.path")
+    check_weights(files, cfg.allow_pickle, where)
+    check_architecture(read_config(files, where), where, cfg.trust_remote_code)
+    return cfg.path if place.kind == "hub_cache" else local
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The HF tokenizer of `model.tokenizer` (or `model.path`); `s3://` is copied to the cache.
+
+    Raises:
+        ModelError: the folder is missing, holds no vocabulary, or transformers cannot load it.
+    """
+    key = "model.tokenizer" if cfg.tokenizer else "model.path"
+    path = cfg.tokenizer or cfg.path
+    where = f"{key}={path!r}"
+    place = locate(path, key, cfg.revision, offline=False)
+    if place.kind == "hub":
+        return open_tokenizer(path, where, None, cfg.trust_remote_code, cfg.revision)
+    files = list_files(place, key)
+    source = place.path
+    if place.kind == "s3":
+        source = resolve_local(path, cfg.cache_dir)
+    elif place.kind == "hub_cache":
+        source = path  # the hub id: transformers resolves it and the revision, as before
+    return open_tokenizer(source, where, files, cfg.trust_remote_code, cfg.revision)
+
+
+def _where(cfg: ModelConfig) -> str:
+    where = f"model.path={cfg.path!r}"
+    return f"{where}, model.tokenizer={cfg.tokenizer!r}" if cfg.tokenizer else where
 
 
 def find_embeddings(model: nn.Module) -> tuple[nn.Module, nn.Embedding]:
@@ -158,23 +196,17 @@ def find_embeddings(model: nn.Module) -> tuple[nn.Module, nn.Embedding]:
     embeddings = getattr(base, "embeddings", None)
     word = getattr(embeddings, "word_embeddings", None) if embeddings is not None else None
     if not isinstance(word, nn.Embedding):
-        raise ValueError(
-            f"cannot find base_model.embeddings.word_embeddings in {type(model).__name__}; "
-            "supported: BERT, RoBERTa, DistilBERT, Longformer, ESM-style models"
+        raise ModelError(
+            f"cannot find base_model.embeddings.word_embeddings in {type(model).__name__}",
+            "model.path",
+            "use a BERT, RoBERTa, DistilBERT, Longformer or ESM-style classifier",
         )
     return embeddings, word
 
 
 def max_content_tokens(model: nn.Module, tokenizer: Any) -> int:
     """Tokens that fit between the two special tokens."""
-    config = model.config
-    positions = getattr(config, "max_position_embeddings", None) or 512
-    if config.model_type in _OFFSET_POSITION_MODELS:
-        positions -= (config.pad_token_id or 0) + 1
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < positions:
-        positions = limit
-    return int(positions) - 2
+    return content_limit(model.config.to_dict(), tokenizer)
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -3,7 +3,8 @@
 Rows are cut into segments (truncation or windows), predicted once, then attributed in
 micro-batches of similar length under a token budget: sorted by length, right-padded with an
 attention mask, run through the registered method, and scattered back in input order. Errors stay
-per row: out-of-memory halves the budget and retries, any other failure isolates the row.
+per row, in prediction and attribution alike: out-of-memory halves the budget and retries, any
+other failure isolates the row, and a token id past the embedding makes an `invalid_token` row.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import torch
 
 from raysattr.attribution.base import Batch, ModelForward
 from raysattr.attribution.budget import ChunkPlan, TokenBudget, initial_budget, is_out_of_memory
+from raysattr.attribution.predict import BatchPredictor, out_of_range_token, pad_batch
 from raysattr.attribution.registry import get_method
 from raysattr.attribution.results import RowResult
 from raysattr.attribution.segments import Segment, make_segments, stitch_tokens
+from raysattr.model_check import baseline_token_id, check_outputs, check_specials
 from raysattr.models import LoadedModel
 from raysattr.tokenize import TokenizedRow, residue_sums
 
@@ -88,6 +91,11 @@ class AttributionEngine:
         fault_hook: Callable[[int, int], None] | None = None,
     ):
         self.loaded, self.settings, self.fault_hook = loaded, settings, fault_hook
+        # The driver's checks, again: an engine built elsewhere (an actor, faithfulness) must
+        # not attribute a regression head through a softmax or frame rows with missing tokens.
+        where = f"model.path={loaded.source!r}"
+        check_outputs(loaded.num_labels, settings.output, where)
+        check_specials(loaded.special_ids(), settings.baseline, where)
         for p in loaded.model.parameters():
             p.requires_grad_(False)  # gradients are taken w.r.t. inputs/layers, never weights
         self.forward = ModelForward(loaded, settings.output, settings.dtype)
@@ -105,14 +113,12 @@ class AttributionEngine:
         )
         heads = getattr(config, "num_attention_heads", 1)
         self.budget = TokenBudget(budget, config.hidden_size * 8 / heads, can_grow)
-        self.baseline_id = self._baseline_id(settings.baseline)
+        self.baseline_id = baseline_token_id(self.special, settings.baseline)
+        self.embedding_rows = loaded.word_embeddings.num_embeddings
+        self.predictor = BatchPredictor(
+            self.forward, self.budget, self.special["pad"], settings.max_batch_rows, loaded.device
+        )
         self.model_evals = 0  # forward+backward example evaluations, for benchmarks
-
-    def _baseline_id(self, name: str) -> int:
-        token_id = self.special.get(name)
-        if token_id is None:
-            raise ValueError(f"attribution.baseline={name!r}: the tokenizer has no {name} token")
-        return int(token_id)
 
     # ----------------------------------------------------------------------------- public
     def run(
@@ -126,7 +132,7 @@ class AttributionEngine:
         """
         results: dict[int, list[RowResult]] = {}
         segments, seg_rows, truncated = self._segment(rows, results)
-        probs = self._predict(segments)
+        probs = self._predict(segments, results)
         items = self._items(rows, labels, seg_rows, probs, results)
         item_results, steps = self._attribute_all(segments, items, results)
         failed = set(results)
@@ -159,6 +165,10 @@ class AttributionEngine:
             if not row.ok:
                 results[i] = [RowResult(i, row.error_code, row.error, n_unknown=row.n_unknown)]
                 continue
+            bad_token = out_of_range_token(row.content_ids, self.embedding_rows)
+            if bad_token is not None:
+                results[i] = [RowResult(i, "invalid_token", bad_token, n_unknown=row.n_unknown)]
+                continue
             try:
                 segs, truncated[i] = make_segments(
                     i,
@@ -176,28 +186,20 @@ class AttributionEngine:
             segments.extend(segs)
         return segments, seg_rows, truncated
 
-    def _predict(self, segments: list[Segment]) -> np.ndarray:
-        """Softmax probabilities per segment, `[n_segments, n_classes]`."""
-        out = np.zeros((len(segments), self.loaded.num_labels), np.float32)
-        order = sorted(range(len(segments)), key=lambda i: segments[i].seq_len)
-        start = 0
-        while start < len(order):
-            # Sorted ascending: the last candidate is the longest, so its plan is safe for all.
-            last = min(start + self.settings.max_batch_rows, len(order)) - 1
-            rows = self.budget.plan(
-                segments[order[last]].seq_len, 1, self.settings.max_batch_rows
-            ).rows
-            chunk = order[start : start + rows]
-            ids, mask = self._pad([segments[i].ids for i in chunk])
-            with torch.no_grad():
-                logits = self.forward.logits(ids, mask)
-            out[chunk] = torch.softmax(logits, dim=-1).cpu().numpy()
-            start += len(chunk)
-        return out
+    def _predict(self, segments: list[Segment], results) -> np.ndarray:
+        """Softmax probabilities per segment, `[n_segments, n_classes]`; a row with a segment
+        that cannot be predicted becomes an error result (its probabilities stay NaN)."""
+        prediction = self.predictor([s.ids for s in segments], self.loaded.num_labels)
+        for seg, (code, message) in prediction.failures.items():
+            row = segments[seg].row
+            results[row] = [RowResult(row, code, message)]
+        return prediction.probs
 
     def _items(self, rows, labels, seg_rows, probs, results) -> list[_Item]:
         items = []
         for row, seg_ids in seg_rows.items():
+            if row in results:  # its prediction failed
+                continue
             row_probs = probs[seg_ids].mean(axis=0)
             try:
                 targets = self._targets(row_probs, None if labels is None else labels[row])
@@ -341,13 +343,7 @@ class AttributionEngine:
 
     def _pad(self, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad to `[batch, max_len]` ids and attention mask on the model's device."""
-        width = max(len(s) for s in sequences)
-        ids = np.full((len(sequences), width), self.special["pad"], np.int64)
-        mask = np.zeros((len(sequences), width), np.int64)
-        for j, s in enumerate(sequences):
-            ids[j, : len(s)], mask[j, : len(s)] = s, 1
-        device = self.loaded.device
-        return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+        return pad_batch(sequences, self.special["pad"], self.loaded.device)
 
     # ------------------------------------------------------------------------- assembly
     def _assemble(

@@ -93,9 +93,9 @@ class LayerIGMulti(AttributionMethod):
 
 
 def _offset_positions(config) -> bool:
-    from raysattr.models import _OFFSET_POSITION_MODELS
+    from raysattr.model_check import OFFSET_POSITION_MODELS
 
-    return config.model_type in _OFFSET_POSITION_MODELS
+    return config.model_type in OFFSET_POSITION_MODELS
 
 
 @register("ig")
