@@ -71,7 +71,7 @@ def read_raw(req: Request) -> Iterator[pa.Table]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
             f"cannot read it as {req.fmt}: {detail}",
-            req.uri,
+            f"in {req.uri}",
             "check the file, or set data.format if its extension is misleading",
         ) from exc
 
@@ -92,12 +92,17 @@ def open_input(uri: str, fmt: str) -> Iterator[BinaryIO]:
 def check_columns(req: Request, present: list[str]) -> None:
     """Raise `InputError` naming the missing required columns and listing those present."""
     missing = [c for c in req.required if c not in present]
-    if missing:
-        raise InputError(
-            f"column(s) {', '.join(map(repr, missing))} not found",
-            f"in {req.uri} (columns present: {', '.join(present) or 'none'})",
-            "set data.sequence_column, data.label_column or data.passthrough_columns to match",
-        )
+    if not missing:
+        return
+    fix = "set data.sequence_column, data.label_column or data.passthrough_columns to match"
+    other = [sep for sep in ";\t|," if sep != req.csv_delimiter and sep in "".join(present)]
+    if req.fmt == "csv" and len(present) == 1 and other:
+        fix = f"set data.csv_delimiter: the header looks {other[0]!r}-separated"
+    raise InputError(
+        f"column(s) {', '.join(map(repr, missing))} not found",
+        f"in {req.uri} (columns present: {', '.join(present) or 'none'})",
+        fix,
+    )
 
 
 def _with_error_columns(table: pa.Table) -> pa.Table:
@@ -229,7 +234,7 @@ def _not_json_lines(uri: str, problem: str) -> InputError:
     folder = uri.rsplit("/", 1)[0] if "/" in uri else "."
     return InputError(
         f"not a JSON Lines file (one JSON object per line): its first record fails ({problem})",
-        uri,
+        f"in {uri}",
         f"remove it from the input folder, or set data.uri to a glob of the data files only "
         f"(e.g. data.uri='{folder}/*.parquet')",
     )
@@ -268,7 +273,7 @@ def _fasta_records(handle, uri: str, with_body: bool) -> Iterator[tuple[bytes, l
         elif line.strip():
             raise InputError(
                 f"line {line_no} holds sequence data before the first '>' header",
-                uri,
+                f"in {uri}",
                 "a FASTA file starts with a '>' line; check the file, or set data.format",
             )
     if header is not None:

@@ -114,7 +114,9 @@ def resolve_format(uri: str, configured: str) -> str:
         return configured
     fmt = _format_of(uri)
     if fmt is None:
-        raise InputError("cannot tell the file's format from its name", uri, "set data.format")
+        raise InputError(
+            "cannot tell the file's format from its name", f"in {uri}", "set data.format"
+        )
     return fmt
 
 
@@ -195,7 +197,7 @@ def _strings(column: pa.ChunkedArray, uri: str, name: str) -> pa.ChunkedArray:
         return column.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(
-            f"column {name!r} cannot be read as text ({exc})", uri, "store it as strings"
+            f"column {name!r} cannot be read as text ({exc})", f"in {uri}", "store it as strings"
         ) from exc
 
 
