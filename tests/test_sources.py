@@ -298,3 +298,16 @@ def test_wrong_csv_delimiter_says_which_setting_to_change(tmp_path):
     path = _write(tmp_path / "x.csv", "id;sequence;label\na;ACGT;1\n")
     with pytest.raises(InputError, match=r"columns present: id;sequence;label.*csv_delimiter"):
         _read(path)
+
+
+def test_labels_are_optional_only_where_there_is_no_schema(tmp_path):
+    """A JSON Lines or FASTA file without any label is unlabelled; a table without the label
+    column is a configuration error."""
+    jsonl = _write(tmp_path / "u.jsonl", '{"id": "a", "sequence": "ACGT"}\n')
+    fasta = _write(tmp_path / "u.fasta", ">a\nACGT\n")
+    for path in (jsonl, fasta):
+        labels = _read(path).column("label")
+        assert labels.type == pa.int64() and labels.to_pylist() == [None]
+    csv = _write(tmp_path / "u.csv", "id,sequence\na,ACGT\n")
+    with pytest.raises(InputError, match=r"'label' not found.*u\.csv"):
+        _read(csv)

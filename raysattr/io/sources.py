@@ -123,15 +123,21 @@ def resolve_format(uri: str, configured: str) -> str:
 def request_for(uri: str, cfg: DataConfig, light: bool = False) -> Request:
     """What to read from `uri`: every configured column, or (`light`) only ids and labels.
 
-    The configured sequence, label and passthrough columns must exist either way; FASTA's id
-    and sequence are implicit and its labels optional (a `label=` header word).
+    The configured sequence, label and passthrough columns must exist either way, except that
+    FASTA's id and sequence are implicit, and labels are optional in the formats without a
+    schema (FASTA `label=` header words, JSON Lines keys): a file without any is unlabelled.
     """
     fmt = resolve_format(uri, cfg.format)
     fasta = fmt == "fasta"
     id_col = FASTA_ID if fasta else cfg.id_column
     seq_col = FASTA_SEQUENCE if fasta else cfg.sequence_column
     label = [cfg.label_column] if cfg.label_column else []
-    required = [*([] if fasta else [seq_col, *label]), *cfg.passthrough_columns]
+    schemaless = fmt in ("fasta", "jsonl")
+    required = [
+        *([] if fasta else [seq_col]),
+        *([] if schemaless else label),
+        *cfg.passthrough_columns,
+    ]
     load = [id_col, *label] if light else [id_col, seq_col, *label, *cfg.passthrough_columns]
     return Request(
         uri=uri,
@@ -176,7 +182,7 @@ def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.T
     }
     if cfg.label_column:
         raw = _column(table, cfg.label_column)
-        raw = pa.nulls(n, pa.int64()) if raw is None else raw  # FASTA: labels are optional
+        raw = pa.nulls(n, pa.int64()) if raw is None else raw  # an unlabelled FASTA/JSONL file
         columns["label"] = parse_labels(raw, uri, cfg.label_column, offset)
     for col in cfg.passthrough_columns:
         columns[col] = table[col]
