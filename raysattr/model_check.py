@@ -107,7 +107,7 @@ def check_model(cfg: Any) -> ModelFacts:
     check_target(num_labels, cfg.attribution.target)
     tokenizer, tok_where = _driver_tokenizer(cfg.model, place, files)
     rows = weights.embedding_rows or _positive_int(config.get("vocab_size"))
-    check_vocab_fits(tokenizer, rows, tok_where if m.tokenizer else where)
+    check_vocab_fits(tokenizer, rows, f"{where}, {tok_where}" if m.tokenizer else where)
     kmer_k = check_scheme(cfg.tokenize, tokenizer, tok_where)
     special = special_ids(tokenizer)
     check_specials(special, cfg.attribution.baseline, tok_where)
@@ -252,7 +252,7 @@ def _scheme_error(t: Any, tokenizer: Any, found_k: int | None, where, exc) -> Ra
         )
     if t.scheme == "kmer" and found_k is not None:
         return ConfigError(
-            f"tokenize.k={t.k} does not match the vocabulary, which holds {found_k}-mers",
+            f"the vocabulary holds {found_k}-mers, not {t.k}-mers",
             f"tokenize.k={t.k}, {where}",
             f"set tokenize.k={found_k}",
         )
@@ -341,8 +341,8 @@ def check_outputs(num_labels: int, output: str, where: str) -> None:
     """
     if num_labels < 2 and output == "prob":
         raise ConfigError(
-            f"the model has {num_labels} output (a regression head) and attribution.output=prob: "
-            "the softmax of one output is always 1, so every attribution would be 0",
+            f"the model has {num_labels} output (a regression head): the softmax of one output "
+            "is always 1, so every attribution would be 0",
             f"attribution.output='prob', {where}",
             "set attribution.output=logit",
         )

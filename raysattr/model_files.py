@@ -54,7 +54,7 @@ class ModelFiles:
 
     def read(self, name: str, start: int | None = None, end: int | None = None) -> bytes:
         """Bytes `[start, end)` of `name` (a ranged read on S3)."""
-        return self.fs.cat_file(f"{self.root}/{name}", start, end)
+        return self.fs.cat_file(f"{self.root}/{name}", start=start, end=end)
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def read_safetensors_header(files: ModelFiles, name: str, where: str) -> dict[st
     def corrupt(detail: str) -> ModelError:
         return ModelError(
             f"{name} is not a valid safetensors file: {detail}",
-            f"{where}, file {files.uri.rstrip('/')}/{name}",
+            f"{where}, file {name}",
             "copy it again from the original checkpoint (a download or copy was cut short?)",
         )
 
