@@ -5,10 +5,12 @@ columns; CSV: header, id and label columns; FASTA: headers; JSON Lines: every li
 parsed anyway), so that a missing column, a bad label or an unreadable file fails the run in one
 line before any work, and finds every duplicate id in the whole input.
 
-Duplicates are found on 128-bit hashes of the ids (blake2b), not on the strings: per row the scan
-holds 16 bytes and costs about a microsecond of hashing on top of the parsing; finding duplicates
-sorts the hashes (about 50 bytes a row while it runs). Each later copy of an id then costs a dict
-entry (about 150 bytes). Two different ids colliding in 128 bits is not a practical concern.
+Duplicates are found on 128-bit hashes of the ids (blake2b), not on the strings. Cost per row:
+16 bytes held, about 0.8 µs of hashing on top of the parsing, and a sort of the hashes at the
+end that peaks at about 50 bytes a row. Each later copy of an id then costs a dict entry (about
+150 bytes). Measured on parquet (ids of 13 characters, 2 shared cores): 1.6 s for 1M rows, 4.5 s
+for 3M; peak memory grows by 53 bytes per extra row over a fixed ~100 MiB of Arrow read buffers.
+Two different ids colliding in 128 bits is not a practical concern.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ def scan_inputs(files: list[InputFile], cfg: DataConfig) -> InputScan:
         counts.append(n)
     uris = [f.uri for f in files]
     all_hashes = np.concatenate(hashes) if hashes else np.zeros((0, 2), np.uint64)
+    hashes.clear()  # before the sort: the chunks would double what the sort holds
     later, first = duplicate_indices(all_hashes)
-    del all_hashes, hashes
+    del all_hashes
     bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
     later_pos, first_pos = _positions(later, bounds), _positions(first, bounds)
     scan = InputScan(dict(zip(uris, counts, strict=True)), int(bounds[-1]), len(later))
