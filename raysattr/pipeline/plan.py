@@ -76,7 +76,12 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: 
         read_files,
         batch_size=1,
         batch_format="pyarrow",
-        fn_kwargs={"cfg": cfg, "resume": resume, "later_copies": checked.scan.later_copies},
+        fn_kwargs={
+            "cfg": cfg,
+            "resume": resume,
+            "later_copies": checked.scan.later_copies,
+            "first_copies": checked.scan.first_copies,
+        },
     )
     if cfg.data.limit:
         ds = ds.limit(cfg.data.limit)

@@ -79,15 +79,16 @@ class TokenizeStage:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         rows = [
-            self._one(seq, err)
-            for seq, err in zip(
+            self._one(seq, err, code)
+            for seq, err, code in zip(
                 table.column("sequence").to_pylist(),
                 table.column("read_error").to_pylist(),
+                table.column("read_code").to_pylist(),
                 strict=True,
             )
         ]
         return (
-            table.drop_columns(["read_error"])
+            table.drop_columns(["read_error", "read_code"])
             .append_column(
                 "content_ids", pa.array([r.content_ids for r in rows], pa.list_(pa.int64()))
             )
