@@ -10,26 +10,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from raysattr.io.fs import filesystem
+from raysattr.io.rundir import RunDir
 from raysattr.io.scan import position_key
-
-
-def attribution_files(output_uri: str) -> list[str]:
-    """Paths of the finished part files (temporary files of a crashed writer are ignored)."""
-    fs, root = filesystem(output_uri)
-    directory = root.rstrip("/") + "/attributions"
-    if not fs.exists(directory):
-        return []
-    return sorted(p for p in fs.find(directory) if p.rsplit("/", 1)[-1].startswith("part-"))
 
 
 def attributions_dataset(output_uri: str) -> pads.Dataset | None:
     """A pyarrow dataset over the part files, schemas unified (blocks with only error rows lack
     the method's `extra_*` columns)."""
-    files = attribution_files(output_uri)
+    out = RunDir(output_uri)
+    files = out.part_files()
     if not files:
         return None
-    fs, _ = filesystem(output_uri)
+    fs = out.fs
     fragments = pads.dataset(files, format="parquet", filesystem=fs)
     schema = pa.unify_schemas([f.physical_schema for f in fragments.get_fragments()])
     return pads.dataset(files, format="parquet", filesystem=fs, schema=schema)
