@@ -24,7 +24,6 @@ from raysattr.models import load_model
 from raysattr.tokenize import TokenizedRow, build_kmer_vocab, build_protein_vocab, make_tokenizer
 
 from .factories import save_random_bert
-from .servers import MotoServer, apply_env, restore_env
 
 K = 3
 VOCAB = build_kmer_vocab(K)  # 5 specials + 64 3-mers = 69 tokens
@@ -347,24 +346,17 @@ def test_load_model_refuses_a_vocabulary_larger_than_the_embedding(good, tmp_pat
 
 
 # ------------------------------------------------------------------------------------- S3
-@pytest.fixture(scope="module")
-def s3(good):
-    server = MotoServer()
-    previous = apply_env(server.env)
-    try:
-        import s3fs
+BUCKET = "raysattr-test/model-check"  # the session moto server's bucket (conftest.py)
 
-        fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
-        fs.mkdir("models")
-        fs.put(str(good), "models/good", recursive=True)
-        yield fs
-    finally:
-        restore_env(previous)
-        server.stop()
+
+@pytest.fixture(scope="module")
+def s3_models(s3, good):
+    s3.put(str(good), f"{BUCKET}/good", recursive=True)
+    return s3
 
 
 @pytest.mark.s3
-def test_s3_model_is_checked_without_fetching_its_weights(s3, good, monkeypatch):
+def test_s3_model_is_checked_without_fetching_its_weights(s3_models, good, monkeypatch):
     import s3fs
 
     fetched, ranges = [], []
@@ -381,7 +373,7 @@ def test_s3_model_is_checked_without_fetching_its_weights(s3, good, monkeypatch)
     monkeypatch.setattr(s3fs.S3FileSystem, "_get_file", get_file)
     monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", cat_file)
     s3fs.S3FileSystem.clear_instance_cache()  # cached instances bound the unpatched methods
-    facts = check_model(cfg("s3://models/good"))
+    facts = check_model(cfg(f"s3://{BUCKET}/good"))
     assert facts.source == "s3" and facts.local_path is None and facts.embedding_rows == 69
     assert any(p.endswith("tokenizer.json") for p in fetched)
     assert not any(p.endswith(".safetensors") for p in fetched)
@@ -391,19 +383,37 @@ def test_s3_model_is_checked_without_fetching_its_weights(s3, good, monkeypatch)
 
 
 @pytest.mark.s3
-def test_s3_prefix_holding_nothing(s3):
-    check_fails(ModelError, "s3://models/nothing-here", words=("nothing under this s3:// prefix",))
+def test_s3_prefix_holding_nothing(s3_models):
+    check_fails(
+        ModelError, f"s3://{BUCKET}/nothing-here", words=("nothing under this s3:// prefix",)
+    )
 
 
 @pytest.mark.s3
-def test_s3_corrupt_safetensors_is_named(s3, good):
-    s3.put(str(good / "config.json"), "models/bad/config.json")
-    s3.pipe("models/bad/model.safetensors", (good / "model.safetensors").read_bytes()[:-100])
+def test_s3_corrupt_safetensors_is_named(s3_models, good):
+    s3_models.put(str(good / "config.json"), f"{BUCKET}/bad/config.json")
+    damaged = (good / "model.safetensors").read_bytes()[:-100]
+    s3_models.pipe(f"{BUCKET}/bad/model.safetensors", damaged)
     check_fails(
         ModelError,
-        "s3://models/bad",
-        words=("model.path='s3://models/bad', file model.safetensors", "not a valid safetensors"),
+        f"s3://{BUCKET}/bad",
+        words=(
+            f"model.path='s3://{BUCKET}/bad', file model.safetensors",
+            "not a valid safetensors",
+        ),
     )
+
+
+@pytest.mark.s3
+def test_load_model_from_s3_checks_the_same_way(s3_models, tmp_path):
+    loaded = load_model(cfg(f"s3://{BUCKET}/good", f"model.cache_dir={tmp_path}").model)
+    assert loaded.word_embeddings.num_embeddings == 69
+    empty = cfg(f"s3://{BUCKET}/nothing-here", f"model.cache_dir={tmp_path}")
+    with pytest.raises(ModelError) as driver:
+        check_model(empty)
+    with pytest.raises(ModelError) as actor:
+        load_model(empty.model)
+    assert str(actor.value) == str(driver.value)
 
 
 # --------------------------------------------------------------------------------- engine
