@@ -125,11 +125,10 @@ def _truncate_weights(d: Path) -> None:
 
 
 def _bigger_vocab(d: Path) -> None:
-    vocab = (d / "vocab.txt").read_text().splitlines()
-    (d / "vocab.txt").write_text("\n".join([*vocab, *(f"EXTRA{i}" for i in range(40))]) + "\n")
-    tok = d / "tokenizer.json"
-    if tok.exists():
-        tok.unlink()
+    from transformers import BertTokenizer
+
+    vocab = [*build_kmer_vocab(3), *(f"EXTRA{i}" for i in range(40))]  # 109 tokens, 69 rows
+    BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False).save_pretrained(d)
 
 
 def _regression_head(d: Path) -> None:
@@ -260,9 +259,10 @@ CASES = [
         ("weights", "model.path"),
     ),
     Case("vocab_bigger_than_embeddings", model(_bigger_vocab), 1, ("109", "69")),
-    Case("k_mismatch", lambda c: ["tokenize.k=4"], 1, ("tokenize.k",)),
-    Case("regression_head", model(_regression_head), 1, ("attribution.output=logit",)),
-    Case("target_out_of_range", lambda c: ["attribution.target=class:5"], 1, ("class:5",)),
+    Case("k_mismatch", lambda c: ["tokenize.k=4"], 2, ("tokenize.k=3", "3-mers")),
+    # a config value that does not fit the model is a config error (exit 2): the fix is a key
+    Case("regression_head", model(_regression_head), 2, ("attribution.output=logit",)),
+    Case("target_out_of_range", lambda c: ["attribution.target=class:5"], 2, ("class:5",)),
     Case(
         "no_config",
         model(lambda d: (d / "config.json").unlink()),
@@ -276,7 +276,7 @@ CASES = [
         ("config.json",),
     ),
     Case("no_tokenizer", model(_no_tokenizer), 1, ("tokenizer",)),
-    Case("residue_scheme_on_kmer_vocab", lambda c: ["tokenize.scheme=residue"], 1, ("residue",)),
+    Case("residue_on_kmer_vocab", lambda c: ["tokenize.scheme=residue"], 2, ("tokenize.scheme",)),
     # ---- output: exit 1
     Case(
         "output_is_a_file",
@@ -489,6 +489,7 @@ def _run_cli(data_uri, model_dir, output, *extra) -> int:
             "attribution.n_steps=4",
             "qc.enabled=false",
             "report.enabled=false",
+            "output.mode=resume",
             *extra,
         ]
     )

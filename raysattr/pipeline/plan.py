@@ -186,7 +186,10 @@ def _run_into(target: RunDir, cfg: RunConfig, checked: Checked, run_id: str, sta
         versions=_versions(),
     )
     target.write_json(SUMMARY, result)
-    if result["rows"]["ok"] == 0 and result["rows"]["out"] > 0:
+    # Duplicate-id rows are bookkeeping of the `error` policy, not failures: a resume whose
+    # only new rows are later copies did its job.
+    failures = {k for k in result["rows"]["error_by_code"] if k != "duplicate_id"}
+    if result["rows"]["ok"] == 0 and failures:
         raise RunFailedError(
             f"no row could be attributed ({result['rows']['out']} error rows: "
             + ", ".join(f"{k}={v}" for k, v in result["rows"]["error_by_code"].items())
