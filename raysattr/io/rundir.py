@@ -259,15 +259,29 @@ class RunDir:
         names = staging.read_json(COMMIT_MARKER)["names"]
         trash = self.child(TRASH_PREFIX + staging.root.rsplit("/", 1)[-1][len(STAGING_PREFIX) :])
         for name in ARTIFACTS:
+            self.fs.invalidate_cache()  # s3fs lists prefixes from a cache that moves outdate
             still_staged = name in names and staging.exists(name)
             if self.exists(name) and (name not in names or still_staged):
-                trash.fs.makedirs(trash.root, exist_ok=True)
-                self.fs.mv(self.path(name), trash.path(name), recursive=True)
+                self._move(self.path(name), trash.path(name))
         for name in names:
+            self.fs.invalidate_cache()
             if staging.exists(name):
-                self.fs.mv(staging.path(name), self.path(name), recursive=True)
+                self._move(staging.path(name), self.path(name))
         self.remove(trash.root.rsplit("/", 1)[-1])
         self.remove(staging.root.rsplit("/", 1)[-1])
+
+    def _move(self, src: str, dst: str) -> None:
+        """Move a file or a folder (paths in `self.fs`): a rename locally; object by object on
+        S3, copies first, then deletes (s3fs's recursive `mv` also tries to copy the prefix
+        itself as a key, and fails)."""
+        if not self.uri.startswith("s3://"):
+            self.fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(src, dst, recursive=True)
+            return
+        files = self.fs.find(src) if self.fs.isdir(src) else [src]
+        for path in files:
+            self.fs.copy(path, dst + path[len(src) :])
+        self.fs.rm(files)
 
     def _tmp_parts(self) -> list[str]:
         directory = self.path(ATTRIBUTIONS)
