@@ -22,6 +22,7 @@ from raysattr.model_files import (
     check_architecture,
     check_weights,
     count_labels,
+    describe,
     list_files,
     local_copy,
     locate,
@@ -193,8 +194,7 @@ def open_tokenizer(
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; all mean "cannot load"
-        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-        raise ModelError(f"cannot load the tokenizer ({detail})", where, fix) from exc
+        raise ModelError(f"cannot load the tokenizer ({describe(exc)})", where, fix) from exc
 
 
 def check_vocab_fits(tokenizer: Any, embedding_rows: int | None, where: str) -> None:

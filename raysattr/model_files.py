@@ -67,6 +67,12 @@ class WeightsInfo:
     embedding_rows: int | None
 
 
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message`, for one-line errors that wrap a library's."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 # ------------------------------------------------------------------------------------ places
 def locate(path: str, key: str, revision: str | None = None, offline: bool = True) -> Place:
     """Find `path` (the value of config `key`): local folder, `s3://` prefix or hub id.

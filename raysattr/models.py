@@ -23,6 +23,7 @@ from raysattr.model_files import (
     Place,
     check_architecture,
     check_weights,
+    describe,
     list_files,
     locate,
     read_config,
@@ -109,26 +110,7 @@ def load_model(
         ModelError: the model or tokenizer is missing, corrupt, not allowed (pickle), has no
             classification head or embeddings, or the tokenizer's ids exceed the embedding.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    source = _checked_source(cfg)
-    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
-    if cfg.revision:
-        kwargs["revision"] = cfg.revision
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            use_safetensors=not cfg.allow_pickle or None,
-            attn_implementation=attn_implementation,
-            **kwargs,
-        )
-    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a bad checkpoint
-        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-        raise ModelError(
-            f"cannot load the model ({detail})",
-            f"model.path={cfg.path!r}",
-            "check that the folder holds a complete save_pretrained checkpoint",
-        ) from exc
+    model = _from_pretrained(_checked_source(cfg), cfg, attn_implementation)
     tokenizer = load_tokenizer(cfg)
     model.to(device).eval()
     embeddings, word = find_embeddings(model)
@@ -158,6 +140,27 @@ def _checked_source(cfg: ModelConfig) -> str:
     check_weights(files, cfg.allow_pickle, where)
     check_architecture(read_config(files, where), where, cfg.trust_remote_code)
     return cfg.path if place.kind == "hub_cache" else local
+
+
+def _from_pretrained(source: str, cfg: ModelConfig, attn_implementation: str | None) -> nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if cfg.revision:
+        kwargs["revision"] = cfg.revision
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            source,
+            use_safetensors=not cfg.allow_pickle or None,
+            attn_implementation=attn_implementation,
+            **kwargs,
+        )
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a bad checkpoint
+        raise ModelError(
+            f"cannot load the model ({describe(exc)})",
+            f"model.path={cfg.path!r}",
+            "check that the folder holds a complete save_pretrained checkpoint",
+        ) from exc
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
