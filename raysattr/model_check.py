@@ -28,7 +28,7 @@ from raysattr.model_files import (
     locate,
     read_config,
 )
-from raysattr.tokenize import DNA_LETTERS, make_tokenizer
+from raysattr.tokenize import DNA_LETTERS, Tokenizer, make_tokenizer
 
 _VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 _VOCAB_SUFFIXES = (".model", ".tiktoken")  # sentencepiece, tiktoken
@@ -50,7 +50,8 @@ class ModelFacts:
         num_labels: outputs of the classification head (1 = regression).
         labels: class names in index order (`id2label`).
         vocab_size: tokens the tokenizer knows (`len(tokenizer)`).
-        embedding_rows: rows of the word-embedding matrix (valid token ids are below this).
+        embedding_rows: rows of the word-embedding matrix (valid token ids are below this);
+            None when neither the safetensors header nor config.json says.
         hidden_size: embedding width; num_layers: transformer blocks (None when not stated).
         max_content_tokens: tokens that fit between `[CLS]` and `[SEP]`.
         weights_format: "safetensors" or "pickle"; weight_files: their names; weight_bytes: size.
@@ -67,7 +68,7 @@ class ModelFacts:
     num_labels: int
     labels: tuple[str, ...]
     vocab_size: int
-    embedding_rows: int
+    embedding_rows: int | None
     hidden_size: int | None
     num_layers: int | None
     max_content_tokens: int
@@ -109,7 +110,8 @@ def check_model(cfg: Any) -> ModelFacts:
     tokenizer, tok_where = _driver_tokenizer(cfg.model, place, files)
     rows = weights.embedding_rows or _positive_int(config.get("vocab_size"))
     check_vocab_fits(tokenizer, rows, f"{where}, {tok_where}" if m.tokenizer else where)
-    kmer_k = check_scheme(cfg.tokenize, tokenizer, tok_where)
+    scheme_tokenizer(cfg.tokenize, tokenizer, tok_where)
+    kmer_k = vocab_kmer_size(tokenizer.get_vocab())
     special = special_ids(tokenizer)
     check_specials(special, cfg.attribution.baseline, tok_where)
     return _facts(cfg, place, config, weights, tokenizer, rows, kmer_k, special)
@@ -215,22 +217,24 @@ def check_vocab_fits(tokenizer: Any, embedding_rows: int | None, where: str) -> 
         )
 
 
-def check_scheme(tok_cfg: Any, tokenizer: Any, where: str) -> int | None:
-    """Build the `tokenize.scheme` tokenizer as the tokenize stage will.
+def scheme_tokenizer(tok_cfg: Any, tokenizer: Any, where: str) -> Tokenizer:
+    """`make_tokenizer` for `cfg.tokenize`, with errors that say which key to change.
 
-    Returns:
-        The k-mer length the vocabulary holds (None when it holds none).
+    Args:
+        tok_cfg: the `tokenize` section (scheme, k, uppercase).
+        tokenizer: the model's HF tokenizer.
+        where: the config key and value the tokenizer came from, for messages.
 
     Raises:
-        ConfigError: `tokenize.k` or `tokenize.scheme` does not fit the vocabulary.
+        ConfigError: `tokenize.k` or `tokenize.scheme` does not fit the vocabulary (the message
+            names the k the vocabulary holds, when it holds k-mers).
         ModelError: the tokenizer lacks what the scheme needs (an unknown token, offsets).
     """
-    found_k = vocab_kmer_size(tokenizer.get_vocab())
     try:
-        make_tokenizer(tok_cfg.scheme, tokenizer, tok_cfg.k, tok_cfg.uppercase)
+        return make_tokenizer(tok_cfg.scheme, tokenizer, tok_cfg.k, tok_cfg.uppercase)
     except ValueError as exc:
+        found_k = vocab_kmer_size(tokenizer.get_vocab())
         raise _scheme_error(tok_cfg, tokenizer, found_k, where, exc) from None
-    return found_k
 
 
 def _scheme_error(t: Any, tokenizer: Any, found_k: int | None, where, exc) -> RaysattrError:

@@ -19,7 +19,7 @@ from raysattr.attribution.budget import TokenBudget
 from raysattr.attribution.predict import BatchPredictor
 from raysattr.config import load
 from raysattr.errors import ConfigError, ModelError
-from raysattr.model_check import check_model, vocab_kmer_size
+from raysattr.model_check import check_model, scheme_tokenizer, vocab_kmer_size
 from raysattr.models import load_model
 from raysattr.tokenize import TokenizedRow, build_kmer_vocab, build_protein_vocab, make_tokenizer
 
@@ -74,6 +74,8 @@ def test_a_good_model_passes_with_its_facts(good):
     assert facts.weight_bytes == (good / "model.safetensors").stat().st_size
     assert facts.special_ids == {"cls": 2, "sep": 3, "pad": 0, "unk": 1, "mask": 4}
     json.dumps(facts.to_dict())
+    tokenize = scheme_tokenizer(cfg(good).tokenize, load_model(cfg(good).model).tokenizer, "")
+    assert tokenize("ACGTA").n_tokens == 3
 
 
 def test_a_regression_head_passes_with_logit_output(model, tmp_path):
