@@ -213,7 +213,7 @@ def test_run_level_errors_are_clear(ray_session, model_dir, tmp_path, problem):
     data = tmp_path / "in.parquet"
     if problem == "missing_column":
         pq.write_table(pa.table({"id": ["a"], "seq": ["ACGTACGT"]}), data)
-        expected = "'sequence', 'label' not found; columns present: id, seq"
+        expected = "'sequence', 'label' not found.*columns present: id, seq"
     elif problem == "corrupt_parquet":
         data.write_bytes(b"PAR1 this is not parquet")
         expected = "cannot read .*in.parquet as parquet"

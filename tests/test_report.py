@@ -19,6 +19,7 @@ import pytest
 
 from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.config import ModelConfig, ReportConfig, RunConfig, to_dict
+from raysattr.io.scan import InputScan
 from raysattr.io.writer import results_to_table
 from raysattr.models import load_model
 from raysattr.pipeline.stages import WriteStage, length_bucket
@@ -77,10 +78,12 @@ def _write_base(root: Path, table: pa.Table) -> None:
     pq.write_table(table.slice(0, 17), root / "attributions" / "part-a.parquet")
     pq.write_table(table.slice(17), root / "attributions" / "part-b.parquet")
     summary = RunSummary()
-    summary.add(table.select(list(WriteStage.SUMMARY_COLUMNS)))
+    summary.add(table.select([c for c in WriteStage.SUMMARY_COLUMNS if c in table.column_names]))
     versions = {"raysattr": "0.1.0", "pyarrow": pa.__version__}
-    result = summary.finish(wall_s=2.5, skipped_done=0, run_id="test-run",
-                            config=to_dict(RunConfig()), inputs=[], versions=versions)  # fmt: skip
+    scan = InputScan({}, table.num_rows, 0)
+    result = summary.finish(wall_s=2.5, input_rows=table.num_rows, duplicates=scan,
+                            quarantined=[], run_id="test-run", config=to_dict(RunConfig()),
+                            inputs=[], versions=versions)  # fmt: skip
     (root / "summary.json").write_text(json.dumps(result))
 
 

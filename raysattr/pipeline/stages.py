@@ -21,8 +21,9 @@ from raysattr.io.rundir import RunDir
 from raysattr.io.scan import mark_later_copies
 from raysattr.io.sources import read_file
 from raysattr.io.writer import results_to_table
-from raysattr.models import load_model
-from raysattr.tokenize import TokenizedRow, error_row, make_tokenizer
+from raysattr.model_check import scheme_tokenizer
+from raysattr.models import load_model, load_tokenizer
+from raysattr.tokenize import TokenizedRow, error_row
 
 FAULT_EXIT_ENV = "RAYSATTR_FAULT_EXIT_AT"  # "N": the attribute actor exits on its Nth batch...
 FAULT_MARKER_ENV = "RAYSATTR_FAULT_MARKER"  # ...once: this file records that it already did
@@ -68,14 +69,8 @@ class TokenizeStage:
     """Sequence -> token ids, residue spans and length bucket (CPU)."""
 
     def __init__(self, cfg: RunConfig):
-        from transformers import AutoTokenizer
-
-        from raysattr.models import resolve_local
-
-        path = resolve_local(cfg.model.tokenizer or cfg.model.path, cfg.model.cache_dir)
-        hf = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
-        t = cfg.tokenize
-        self.tokenizer = make_tokenizer(t.scheme, hf, t.k, t.uppercase)
+        hf = load_tokenizer(cfg.model)
+        self.tokenizer = scheme_tokenizer(cfg.tokenize, hf, f"model.path={cfg.model.path!r}")
 
     def __call__(self, table: pa.Table) -> pa.Table:
         rows = [
