@@ -344,9 +344,9 @@ def test_preflight_case(case, corpus_base, tmp_path, capsys, monkeypatch):
 
 
 def test_corpus_has_forty_cases():
-    # pre-flight cases + row-level outcomes + lease (2), stale lease + quarantine (2), keep and
-    # exact resume (2), GPUs (1), all-error run (1), --debug (1)
-    assert len(CASES) + len(ROW_CASES) + 9 >= 40
+    # pre-flight cases + row-level outcomes + lease (2), stale lease + quarantine (2), exact
+    # resume of duplicates (1), GPUs (1), all-error run (1), --debug (1)
+    assert len(CASES) + len(ROW_CASES) + 8 >= 40
 
 
 def test_debug_shows_the_traceback(corpus_base, tmp_path, capsys):
@@ -551,24 +551,20 @@ def test_stale_lease_is_taken_over_and_corrupt_part_quarantined(
 
 
 @pytest.mark.ray
-def test_duplicate_ids_keep_and_exact_resume(ray_session, corpus_base, tmp_path):
-    """`keep` attributes both copies; `error` writes the later one as an error row, and a resume
-    after a run that wrote only the first copy adds exactly the second."""
+def test_duplicate_ids_exact_resume(ray_session, corpus_base, tmp_path):
+    """A run that wrote only the first copies (killed, or `data.limit`), then a resume: the later
+    copies are added exactly once, as `duplicate_id` rows (`keep` is covered in test_scan)."""
     _, good_model, _ = corpus_base
     table = dna_rows(6)
     data_file = _parquet(tmp_path / "d.parquet", pa.concat_tables([table, table.slice(0, 2)]))
     from raysattr.io.results import read_attributions
 
-    keep = tmp_path / "keep"
-    assert _run_cli(data_file, good_model, keep, "data.duplicate_ids=keep") == 0
-    assert read_attributions(str(keep)).column("status").to_pylist().count("ok") == 8
-
-    first = tmp_path / "first"
-    assert _run_cli(data_file, good_model, first, "data.limit=6") == 0
-    assert _run_cli(data_file, good_model, first) == 0
-    out = read_attributions(str(first)).select(["id", "status"]).to_pylist()
-    assert len(out) == 8
-    assert sorted(r["id"] for r in out if r["status"] == "duplicate_id") == ["s0", "s1"]
+    out = tmp_path / "out"
+    assert _run_cli(data_file, good_model, out, "data.limit=6") == 0
+    assert _run_cli(data_file, good_model, out) == 0
+    rows = read_attributions(str(out)).select(["id", "status"]).to_pylist()
+    assert len(rows) == 8
+    assert sorted(r["id"] for r in rows if r["status"] == "duplicate_id") == ["s0", "s1"]
 
 
 @pytest.mark.ray

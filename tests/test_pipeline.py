@@ -216,7 +216,7 @@ def test_run_level_errors_are_clear(ray_session, model_dir, tmp_path, problem):
         expected = "'sequence', 'label' not found.*columns present: id, seq"
     elif problem == "corrupt_parquet":
         data.write_bytes(b"PAR1 this is not parquet")
-        expected = "cannot read .*in.parquet as parquet"
+        expected = "cannot read it as parquet.*in.parquet"
     else:
         data = tmp_path / "nope.parquet"
         expected = "no such file"

@@ -1,7 +1,7 @@
 """Wire the stages into a Ray Data plan and run it: the only module that imports Ray Data.
 
-files -> read + tokenize (CPU actors) -> repartition -> attribute (actor pool)
-      -> write parquet (CPU actors) -> per-row summaries streamed back to the driver
+files -> read -> tokenize (CPU tasks) -> repartition -> attribute (actor pool)
+      -> write parquet (CPU tasks) -> per-row summaries streamed back to the driver
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from raysattr.io.results import ResumeKeys, resume_keys
 from raysattr.io.rundir import REPORT, SUMMARY, RunDir
 from raysattr.pipeline.preflight import Checked, preflight
 from raysattr.pipeline.resources import ensure_resources
-from raysattr.pipeline.stages import AttributeStage, TokenizeStage, WriteStage, read_files
+from raysattr.pipeline.stages import AttributeStage, read_files, tokenize_block, write_block
 from raysattr.pipeline.summary import RunSummary
 
 log = logging.getLogger("raysattr")
@@ -85,12 +85,10 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: 
     )
     if cfg.data.limit:
         ds = ds.limit(cfg.data.limit)
+    # Tokenizing and writing run as tasks: Ray keeps their worker processes (and the tokenizer
+    # each caches) warm between runs, where an actor pool starts fresh processes every run.
     ds = ds.map_batches(
-        TokenizeStage,
-        fn_constructor_kwargs={"cfg": cfg},
-        batch_size=None,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+        tokenize_block, batch_size=None, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
     )
     # After tokenizing (not before: Ray fuses it into the read and re-bundles) so that every
     # attribution actor gets blocks of its own.
@@ -106,11 +104,10 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: 
         runtime_env=_fault_env(),
     )
     return ds.map_batches(
-        WriteStage,
-        fn_constructor_kwargs={"output_uri": cfg.output.uri},
+        write_block,
         batch_size=None,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+        fn_kwargs={"output_uri": cfg.output.uri},
     )
 
 

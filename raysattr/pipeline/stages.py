@@ -65,6 +65,24 @@ def length_bucket(n_tokens: int) -> int:
     return 1 << max(4, int(np.ceil(np.log2(max(n_tokens + 2, 1)))))
 
 
+_TOKENIZERS: dict[tuple, TokenizeStage] = {}  # per worker process: loaded once, reused by tasks
+
+
+def tokenize_block(table: pa.Table, cfg: RunConfig) -> pa.Table:
+    """`TokenizeStage` as a Ray task: the tokenizer is loaded once per worker process."""
+    m, t = cfg.model, cfg.tokenize
+    key = (m.path, m.tokenizer, m.revision, m.cache_dir, m.trust_remote_code, t.scheme, t.k)
+    key += (t.uppercase,)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = TokenizeStage(cfg)
+    return _TOKENIZERS[key](table)
+
+
+def write_block(table: pa.Table, output_uri: str) -> pa.Table:
+    """`WriteStage` as a Ray task (it holds nothing worth keeping between blocks)."""
+    return WriteStage(output_uri)(table)
+
+
 class TokenizeStage:
     """Sequence -> token ids, residue spans and length bucket (CPU)."""
 
