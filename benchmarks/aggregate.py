@@ -1,4 +1,5 @@
-"""Benchmark: dataset statistics (`raysattr.stats.run.aggregate`) at two sizes, rows/s and memory.
+"""Benchmark: dataset statistics (`raysattr.stats.run.compute_statistics`) at two sizes, rows/s
+and memory.
 
 Run `.venv/bin/python benchmarks/aggregate.py` (100k vs 1M rows: 2 GB of temp files at 1M, about
 5 CPU-minutes, 8-13 minutes on 2 shared cores) or `... --quick` (10k vs 100k, under a minute),
@@ -9,8 +10,9 @@ Data, written to a temp dir with numpy/pyarrow one part file at a time (never al
 memory): `attributions/part-*.parquet` of `--rows-per-file` rows (default 512, the pipeline's
 `compute.rows_per_block`, so a file is what one pipeline block writes; the statistics read one
 batch per file, so this is also the batch size they really see), each row 300 DNA residues drawn
-uniformly from ACGT. Columns as `raysattr.io.writer` writes them, minus `token_ids`/`token_attr`
-(the statistics never read them; parquet projection skips them, they would only cost disk):
+uniformly from ACGT. Columns as `raysattr.attribution.table` writes them, minus
+`token_ids`/`token_attr` (the statistics never read them; parquet projection skips them, they
+would only cost disk):
 `id, label, pred, probs, target, method, status, error, sequence, n_tokens, length,
 residue_attr (list<float32>), delta`. Half the rows (label 1) hold the motif `TATAATGCGC` at a
 random position; background scores are N(0, 0.05) and motif residues score 1 + N(0, 0.1), so
@@ -20,7 +22,8 @@ and pred groups differ) and 0.2 % of rows are error rows (`attribution_failed`, 
 Each size is aggregated in a fresh subprocess with default `StatsConfig` (DNA, k 4-8, standalone
 in-process loop, as `raysattr aggregate` runs without `RAY_ADDRESS`), so its `ru_maxrss` is that
 size's peak RSS. A child that only imports the modules gives the baseline RSS. Printed per size:
-wall seconds of `aggregate()` (split into pass 1, pass 2, and finalize + write), rows/s, the
+wall seconds of `compute_statistics()` (split into pass 1, pass 2, and finalize + write),
+rows/s, the
 child's CPU seconds (user + system: what to compare when other work shares the cores), peak RSS
 after pass 1, pass 2 and at the end, its growth over the baseline, the 1-minute load average
 before and after, and whether the planted motif ranks first; then the ratios
@@ -54,7 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysattr.config import StatsConfig
-from raysattr.stats.run import aggregate
+from raysattr.stats.run import compute_statistics
 
 MOTIF = "TATAATGCGC"
 LENGTH = 300
@@ -148,7 +151,7 @@ def child(spec: dict) -> dict:
     start, cpu_start = time.perf_counter(), cpu_seconds()
     if profile:
         profile.enable()
-    stats = aggregate(spec["out"], StatsConfig(), map_fn=timed_map(marks))
+    stats = compute_statistics(spec["out"], StatsConfig(), map_fn=timed_map(marks))
     if profile:
         profile.disable()
     end = time.perf_counter()

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from raysattr.attribution.registry import check_methods
 from raysattr.config import load
 from raysattr.errors import RaysattrError, root_cause
 
@@ -88,7 +89,9 @@ def _dispatch(args) -> int:
     if args.command == "aggregate":
         return _aggregate(args.output, load(args.config, args.overrides))
     if args.command == "qc":
-        return _qc(args.output, load(args.config, args.overrides))
+        cfg = load(args.config, args.overrides)
+        check_methods(cfg.attribution)
+        return _qc(args.output, cfg)
     if args.command == "audit":
         return _audit(load(args.config, args.overrides))
     if args.command == "report":
@@ -131,16 +134,16 @@ def _aggregate(output: str, cfg) -> int:
     streaming loop in this process."""
     import os
 
-    from raysattr.stats.run import aggregate
+    from raysattr.stats.run import compute_statistics
 
     map_fn = None
     if cfg.compute.address or os.environ.get("RAY_ADDRESS"):
-        from raysattr.pipeline.aggregate import ray_map
         from raysattr.pipeline.plan import init_ray
+        from raysattr.pipeline.tasks import ray_map
 
         init_ray(cfg.compute.address)
         map_fn = ray_map
-    stats = aggregate(output, cfg.stats, **({"map_fn": map_fn} if map_fn else {}))
+    stats = compute_statistics(output, cfg.stats, **({"map_fn": map_fn} if map_fn else {}))
     print(
         f"raysattr: statistics of {stats['rows']} rows -> {output}: "
         f"{stats['n_significant']} significant k-mers, {len(stats['motifs'])} motifs, "

@@ -85,6 +85,9 @@ class AttributionConfig:
     adaptive_steps: bool = False
     max_steps: int = 400
     compare_method: str = "lig"  # attribution the `attention` method is compared against
+    # Modules imported before methods are looked up, each registering methods of its own with
+    # `@raysattr.attribution.registry.register` (e.g. "mylab.methods"); importable on every node.
+    method_modules: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -255,7 +258,9 @@ def _check_positive(key: str, value: float | None, allow_zero: bool = False) -> 
 
 
 def validate(cfg: RunConfig) -> None:
-    """Check values the type system cannot (choices, ranges, consistency)."""
+    """Check values the type system cannot (choices, ranges, consistency). Names that live in a
+    registry of a higher layer (attribution methods) are checked against it by
+    `raysattr.attribution.registry.check_methods`, which pre-flight calls."""
     _check_choice("data.format", cfg.data.format, FORMATS)
     _check_choice("tokenize.scheme", cfg.tokenize.scheme, SCHEMES)
     _check_choice("tokenize.long_policy", cfg.tokenize.long_policy, LONG_POLICIES)
@@ -302,8 +307,6 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.attribution.max_steps < cfg.attribution.n_steps:
         raise ConfigError("attribution.max_steps must be >= attribution.n_steps")
-    _validate_method(cfg.attribution.method, "attribution.method")
-    _validate_method(cfg.attribution.compare_method, "attribution.compare_method")
     _validate_stats(cfg.stats)
     _validate_qc(cfg.qc)
     _check_positive("audit.top_k", cfg.audit.top_k)
@@ -342,14 +345,6 @@ def _validate_qc(qc: QCConfig) -> None:
     _check_positive("qc.random_repeats", qc.random_repeats)
     if not qc.fractions or any(not 0 < f <= 1 for f in qc.fractions):
         raise ConfigError(f"qc.fractions={qc.fractions} must be non-empty values in (0, 1]")
-
-
-def _validate_method(name: str, key: str) -> None:
-    # Imported lazily: the registry imports torch/captum, which config users may not need.
-    from raysattr.attribution.registry import available_methods
-
-    if name not in available_methods():
-        raise ConfigError(f"{key}={name!r} is not one of {', '.join(available_methods())}")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

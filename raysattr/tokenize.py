@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PROTEIN_LETTERS = "LAGVESIKRDTPNQFYMHCWXUBZO"  # ProtBert's order after the specials
+PROTBERT_LETTERS = "LAGVESIKRDTPNQFYMHCWXUBZO"  # ProtBert's vocabulary order after the specials
 DNA_LETTERS = "ACGT"
 
 
@@ -82,7 +82,7 @@ def build_kmer_vocab(k: int) -> list[str]:
 
 def build_protein_vocab() -> list[str]:
     """ProtBert-layout vocabulary: the five specials, then 25 residue letters."""
-    return [*SPECIAL_TOKENS, *PROTEIN_LETTERS]
+    return [*SPECIAL_TOKENS, *PROTBERT_LETTERS]
 
 
 def _check_text(sequence: Any) -> TokenizedRow | None:

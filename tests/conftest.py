@@ -56,6 +56,8 @@ def ray_session(s3):
         )
     yield
     ray.shutdown()
+
+
 PROTEIN_MOTIF = "WHCKYM"
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from raysattr.attribution.registry import check_methods
 from raysattr.config import ConfigError, RunConfig, load
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -65,7 +66,6 @@ def test_wrong_type_is_rejected():
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("attribution.method=gradcam", "attribution.method"),
         ("attribution.target=best", "attribution.target"),
         ("tokenize.scheme=bpe", "tokenize.scheme"),
         ("attribution.n_steps=0", "attribution.n_steps"),
@@ -78,10 +78,19 @@ def test_bad_values_name_their_key(override, key):
         load(None, [override])
 
 
-def test_unknown_method_lists_the_registered_ones():
+@pytest.mark.parametrize("key", ["method", "compare_method"])
+def test_unknown_method_lists_the_registered_ones(key):
+    cfg = load(None, [f"attribution.{key}=gradcam"])  # config.py knows no methods: layers
     with pytest.raises(ConfigError) as err:
-        load(None, ["attribution.method=gradcam"])
+        check_methods(cfg.attribution)
+    assert f"attribution.{key}" in str(err.value)
     assert "lig" in str(err.value) and "deeplift" in str(err.value)
+
+
+def test_a_method_module_that_does_not_import_is_named():
+    cfg = load(None, ["attribution.method_modules=[no_such_lab.methods]"])
+    with pytest.raises(ConfigError, match="no_such_lab.methods.*attribution.method_modules"):
+        check_methods(cfg.attribution)
 
 
 def test_label_target_needs_a_label_column():

@@ -19,6 +19,7 @@ import torch
 from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.attribution.base import ModelForward
 from raysattr.attribution.budget import TokenBudget
+from raysattr.attribution.table import results_to_table
 from raysattr.audit.faithfulness import (
     QC_SCHEMA,
     faithfulness,
@@ -28,7 +29,6 @@ from raysattr.audit.faithfulness import (
     sample_keys,
 )
 from raysattr.config import RunConfig
-from raysattr.io.writer import results_to_table
 from raysattr.models import load_model
 from raysattr.pipeline.stages import length_bucket
 from raysattr.tokenize import make_tokenizer

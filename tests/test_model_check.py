@@ -19,8 +19,8 @@ from raysattr.attribution.budget import TokenBudget
 from raysattr.attribution.predict import BatchPredictor
 from raysattr.config import load
 from raysattr.errors import ConfigError, ModelError
-from raysattr.model_check import check_model, scheme_tokenizer, vocab_kmer_size
 from raysattr.models import load_model
+from raysattr.models.check import check_model, scheme_tokenizer, vocab_kmer_size
 from raysattr.tokenize import TokenizedRow, build_kmer_vocab, build_protein_vocab, make_tokenizer
 
 from .factories import save_random_bert

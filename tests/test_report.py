@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution.table import results_to_table
 from raysattr.config import ModelConfig, ReportConfig, RunConfig, to_dict
 from raysattr.io.scan import InputScan
-from raysattr.io.writer import results_to_table
 from raysattr.models import load_model
 from raysattr.pipeline.stages import WriteStage, length_bucket
 from raysattr.pipeline.summary import RunSummary

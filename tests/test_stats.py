@@ -14,10 +14,10 @@ from scipy.stats import false_discovery_control, hypergeom
 from raysattr.config import StatsConfig
 from raysattr.demo.data import DatasetSpec, generate, write
 from raysattr.demo.train import TrainSpec, train_classifier
-from raysattr.stats.aggregate import StatsSettings, first_pass, second_pass
 from raysattr.stats.enrichment import bh_log_q, log_sf
 from raysattr.stats.motifs import read_meme
-from raysattr.stats.run import aggregate
+from raysattr.stats.passes import StatsSettings, first_pass, second_pass
+from raysattr.stats.run import compute_statistics
 from tests.conftest import DNA_MOTIF, PROTEIN_MOTIF
 from tests.factories import attribute_without_ray
 
@@ -135,7 +135,7 @@ def dna_run(dna_table, dna_model_dir, tmp_path_factory) -> str:
 
 
 def test_planted_dna_motif_ranks_first_and_position_profile_peaks_in_its_window(dna_run):
-    stats = aggregate(dna_run, StatsConfig())
+    stats = compute_statistics(dna_run, StatsConfig())
     motifs = pq.read_table(f"{dna_run}/motif_stats.parquet").to_pandas()
     top = motifs.iloc[0]
     assert top["motif"] in DNA_MOTIF and top["k"] >= 6, motifs.head()
@@ -157,7 +157,7 @@ def test_planted_dna_motif_ranks_first_and_position_profile_peaks_in_its_window(
 
 def test_planted_protein_motif_is_found(protein_table, protein_model_dir, tmp_path):
     out = _attribute(protein_table, protein_model_dir, tmp_path, "tokenize.scheme=residue")
-    aggregate(out, StatsConfig())
+    compute_statistics(out, StatsConfig())
     motifs = pq.read_table(f"{out}/motif_stats.parquet").to_pandas()
     top = motifs.iloc[0]
     assert top["motif"] in PROTEIN_MOTIF and top["significant"], motifs.head()
@@ -171,7 +171,7 @@ def test_negative_control_has_no_significant_motif(tmp_path):
     table = generate(spec)
     train_classifier(table, tmp_path / "model", TrainSpec(scheme="kmer", k=6, epochs=4, seed=0))
     out = _attribute(table, tmp_path / "model", tmp_path)
-    stats = aggregate(out, StatsConfig())
+    stats = compute_statistics(out, StatsConfig())
     motifs = pq.read_table(f"{out}/motif_stats.parquet").to_pandas()
     assert len(motifs) > 1000  # k-mers were counted and tested...
     assert not (motifs["q"] < 0.05).any() and stats["n_significant"] == 0  # ...none is a finding

@@ -23,8 +23,8 @@ from raysattr.attribution.predict import BatchPredictor, out_of_range_token, pad
 from raysattr.attribution.registry import get_method
 from raysattr.attribution.results import RowResult
 from raysattr.attribution.segments import Segment, make_segments, stitch_tokens
-from raysattr.model_check import baseline_token_id, check_outputs, check_specials
 from raysattr.models import LoadedModel
+from raysattr.models.check import baseline_token_id, check_outputs, check_specials
 from raysattr.tokenize import TokenizedRow, residue_sums
 
 GAP_FLOOR = 1e-4  # |F(x) - F(x')| below this is treated as this when judging deltas

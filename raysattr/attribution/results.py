@@ -1,10 +1,14 @@
-"""Typed per-row results. Conversion to Arrow happens in the writer, not here."""
+"""Typed per-row results. Conversion to Arrow happens in `attribution.table`, not here."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# Bins of `delta_rel` (|delta| / |F(x) - F(x')|) in summary.json and the report's histogram.
+DELTA_EDGES = [0, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0, math.inf]
 
 
 @dataclass

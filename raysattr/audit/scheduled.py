@@ -129,8 +129,8 @@ def _attribute(cfg: RunConfig, out_uri: str, files: list, incremental: bool) -> 
 
 def _merge_statistics(cfg: RunConfig, out_uri: str, prev_state) -> None:
     """Previous merged state + partials of the new rows (previous threshold) -> stats files."""
-    from raysattr.pipeline.aggregate import ray_map
-    from raysattr.stats.aggregate import compute_state, merge_states
+    from raysattr.pipeline.tasks import ray_map
+    from raysattr.stats.passes import compute_state, merge_states
     from raysattr.stats.run import finalize, save_state, write_outputs
 
     files = RunDir(out_uri).part_files()

@@ -241,11 +241,11 @@ def _faithfulness(cfg: RunConfig) -> dict:
 
 def _aggregate(cfg: RunConfig) -> dict:
     """Dataset statistics of the whole output (resumed rows included) as Ray tasks."""
-    from raysattr.pipeline.aggregate import ray_map
-    from raysattr.stats.run import aggregate
+    from raysattr.pipeline.tasks import ray_map
+    from raysattr.stats.run import compute_statistics
 
     try:
-        stats = aggregate(cfg.output.uri, cfg.stats, map_fn=ray_map)
+        stats = compute_statistics(cfg.output.uri, cfg.stats, map_fn=ray_map)
     except ValueError as exc:  # e.g. every row is an error row: nothing to aggregate
         log.warning("raysattr: statistics skipped: %s", exc)
         return {"skipped": str(exc)}

@@ -1,9 +1,10 @@
 """Pre-flight: everything a run can check on the driver before it clears anything or starts
 Ray, so that a typo costs one line and a second, never earlier results.
 
-Order: S3 endpoints and buckets reachable → every input file listed and scanned (readable,
-configured columns present, labels valid, every id seen once to find duplicates) → model files
-and tokenizer fit the config (without loading the weights) → output folder writable. Resources
+Order: attribution methods registered → S3 endpoints and buckets reachable → every input file
+listed and scanned (readable, configured columns present, labels valid, every id seen once to
+find duplicates) → model files and tokenizer fit the config (without loading the weights) →
+output folder writable. Resources
 are checked later, once Ray is up (`raysattr.pipeline.resources`).
 """
 
@@ -12,13 +13,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from raysattr.attribution.registry import check_methods
 from raysattr.config import RunConfig
 from raysattr.errors import InputError
 from raysattr.io.fs import check_reachable
 from raysattr.io.rundir import RunDir
 from raysattr.io.scan import InputScan, scan_inputs
 from raysattr.io.sources import InputFile, list_inputs
-from raysattr.model_check import ModelFacts, check_model
+from raysattr.models.check import ModelFacts, check_model
 
 log = logging.getLogger("raysattr")
 
@@ -42,6 +44,7 @@ def preflight(cfg: RunConfig, files: list[InputFile] | None = None) -> Checked:
     Raises:
         RaysattrError: the first problem found, as one line with the key and the fix.
     """
+    check_methods(cfg.attribution)
     for key, uri in (
         ("data.uri", cfg.data.uri),
         ("model.path", cfg.model.path),

@@ -15,14 +15,14 @@ import numpy as np
 import pyarrow as pa
 
 from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution.table import results_to_table
 from raysattr.config import RunConfig
 from raysattr.io.results import ResumeKeys
 from raysattr.io.rundir import RunDir
 from raysattr.io.scan import mark_later_copies
 from raysattr.io.sources import read_file
-from raysattr.io.writer import results_to_table
-from raysattr.model_check import scheme_tokenizer
 from raysattr.models import load_model, load_tokenizer
+from raysattr.models.check import scheme_tokenizer
 from raysattr.tokenize import TokenizedRow, error_row
 
 FAULT_EXIT_ENV = "RAYSATTR_FAULT_EXIT_AT"  # "N": the attribute actor exits on its Nth batch...

@@ -4,13 +4,12 @@ delta distribution, steps, throughput. Constant memory: duplicate ids are found 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 
-DELTA_EDGES = [0, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0, math.inf]
+from raysattr.attribution.results import DELTA_EDGES
 
 
 class RunSummary:

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from raysattr.attribution.results import DELTA_EDGES
 from raysattr.io.rundir import RunDir
-from raysattr.pipeline.summary import DELTA_EDGES
 
 REQUIRED = {"id", "target", "status", "residue_attr"}
 SCAN_COLUMNS = (

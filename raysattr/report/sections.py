@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from raysattr.pipeline.summary import DELTA_EDGES
+from raysattr.attribution.results import DELTA_EDGES
 from raysattr.report.html import (
     RawCell,
     Section,

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 DNA_LETTERS = "ACGT"
-PROTEIN_LETTERS = "ACDEFGHIKLMNPQRSTVWY"
-ALPHABETS = {"dna": DNA_LETTERS, "protein": PROTEIN_LETTERS, "text": ""}
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard ones: protein k-mers use only these
+ALPHABETS = {"dna": DNA_LETTERS, "protein": AMINO_ACIDS, "text": ""}
 DEFAULT_KMER_SIZES = {"dna": [4, 5, 6, 7, 8], "protein": [2, 3, 4], "text": [1, 2]}
 SCHEME_ALPHABET = {"kmer": "dna", "residue": "protein", "text": "text"}
 WORD_RE = re.compile(r"\w+")

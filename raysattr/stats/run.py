@@ -16,7 +16,10 @@ import pyarrow as pa
 
 from raysattr.config import StatsConfig
 from raysattr.io.rundir import STATS_FILES, STATS_STATE, SUMMARY, RunDir
-from raysattr.stats.aggregate import (
+from raysattr.stats.enrichment import motif_table
+from raysattr.stats.flat import SCHEME_ALPHABET, infer_alphabet
+from raysattr.stats.motifs import group_seqlets, to_meme
+from raysattr.stats.passes import (
     STATE_VERSION,
     MapFn,
     StatsSettings,
@@ -25,9 +28,6 @@ from raysattr.stats.aggregate import (
     file_batches,
     local_map,
 )
-from raysattr.stats.enrichment import motif_table
-from raysattr.stats.flat import SCHEME_ALPHABET, infer_alphabet
-from raysattr.stats.motifs import group_seqlets, to_meme
 
 log = logging.getLogger("raysattr")
 
@@ -128,7 +128,7 @@ def load_state(output_uri: str) -> StatsState | None:
     return state if getattr(state, "version", None) == STATE_VERSION else None
 
 
-def aggregate(output_uri: str, cfg: StatsConfig, map_fn: MapFn = local_map) -> dict:
+def compute_statistics(output_uri: str, cfg: StatsConfig, map_fn: MapFn = local_map) -> dict:
     """Compute and write every statistics file of `output_uri`; returns stats.json's content.
 
     Raises:

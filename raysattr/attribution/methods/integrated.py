@@ -93,7 +93,7 @@ class LayerIGMulti(AttributionMethod):
 
 
 def _offset_positions(config) -> bool:
-    from raysattr.model_check import OFFSET_POSITION_MODELS
+    from raysattr.models.check import OFFSET_POSITION_MODELS
 
     return config.model_type in OFFSET_POSITION_MODELS
 

@@ -4,7 +4,8 @@ Pass 1 (per batch, merged): position statistics, the histogram of smoothed |scor
 seqlet threshold, agreement and layer summaries. Pass 2 (per batch, merged, with that threshold):
 k-mer counts inside/outside seqlets, the strongest seqlets, letter background. No step holds more
 than one batch of rows; partials merge with `+` in any order. How batches are mapped (a loop here,
-Ray tasks in `raysattr.pipeline.aggregate`) is the caller's choice: `aggregate(..., map_fn=...)`.
+Ray tasks in `raysattr.pipeline.tasks`) is the caller's choice:
+`stats.run.compute_statistics(..., map_fn=...)`.
 """
 
 from __future__ import annotations

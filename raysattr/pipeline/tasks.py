@@ -1,5 +1,5 @@
 """Run the statistics' per-file-group partials as Ray tasks (the Ray executor of
-`raysattr.stats.aggregate`): at most `max_in_flight` groups at a time, merged as they finish, so the
+`raysattr.stats.passes`): at most `max_in_flight` groups at a time, merged as they finish, so the
 driver holds one merged partial plus the ones in flight."""
 
 from __future__ import annotations

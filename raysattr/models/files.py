@@ -1,7 +1,7 @@
 """A model folder's files, read without loading the weights: where it is (local folder, `s3://`
 prefix, hub cache), which weights it holds, what their safetensors headers say, and config.json.
 
-Shared by `raysattr.model_check` (the driver's check before a run) and `raysattr.models.load_model`
+Shared by `raysattr.models.check` (the driver's check before a run) and `raysattr.models.load_model`
 (the actors), so both report the same one-line `ModelError`.
 """
 

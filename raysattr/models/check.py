@@ -1,7 +1,7 @@
 """Check the model against the run config before a run clears anything or starts Ray.
 
 `check_model` reads only small files: `config.json`, the tokenizer files and the safetensors
-headers (ranged reads, through `raysattr.model_files`), never the weights (ProtBert's are
+headers (ranged reads, through `raysattr.models.files`), never the weights (ProtBert's are
 1.6 GB). `raysattr.models.load_model` and the engine call the same checks, so an actor fails with
 the same one-line error the driver gives.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysattr.errors import ConfigError, ModelError, RaysattrError
-from raysattr.model_files import (
+from raysattr.models.files import (
     ModelFiles,
     Place,
     WeightsInfo,

@@ -18,8 +18,8 @@ from torch import nn
 
 from raysattr.config import ModelConfig
 from raysattr.errors import ModelError
-from raysattr.model_check import check_vocab_fits, content_limit, open_tokenizer, special_ids
-from raysattr.model_files import (
+from raysattr.models.check import check_vocab_fits, content_limit, open_tokenizer, special_ids
+from raysattr.models.files import (
     Place,
     check_architecture,
     check_weights,
@@ -97,7 +97,7 @@ def load_model(
 ) -> LoadedModel:
     """Load the classifier and tokenizer named by `cfg` onto `device`, in eval mode.
 
-    The files are checked first with the driver's checks (`raysattr.model_check`), so an actor
+    The files are checked first with the driver's checks (`raysattr.models.check`), so an actor
     reports the same one-line error; a hub id missing from the cache is still downloaded by
     transformers as before.
 
