@@ -87,3 +87,9 @@ def get_method(name: str) -> Any:
             f"unknown attribution method {name!r}; available: {', '.join(sorted(_METHODS))}"
         )
     return _METHODS[name]
+
+
+def attn_implementation(name: str) -> str | None:
+    """The attention implementation a model replica must be loaded with for method `name`
+    ("eager" when the method reads attention weights, which SDPA kernels do not return)."""
+    return "eager" if getattr(get_method(name), "needs_eager_attention", False) else None

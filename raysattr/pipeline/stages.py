@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution.registry import attn_implementation, load_method_modules
 from raysattr.attribution.table import results_to_table
 from raysattr.config import RunConfig
 from raysattr.io.results import ResumeKeys
@@ -155,9 +156,9 @@ class AttributeStage:
         import torch
 
         device = "cuda" if cfg.compute.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
-        method = cfg.attribution.method
-        needs_eager = method == "attention"
-        self.loaded = load_model(cfg.model, device, "eager" if needs_eager else None)
+        load_method_modules(cfg.attribution.method_modules)
+        attn = attn_implementation(cfg.attribution.method)
+        self.loaded = load_model(cfg.model, device, attn)
         self.engine = AttributionEngine(self.loaded, EngineSettings.from_config(cfg))
         self.cfg, self.run_id, self.calls = cfg, run_id, 0
 
