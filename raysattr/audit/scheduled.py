@@ -15,11 +15,14 @@ import copy
 import logging
 import time
 from dataclasses import asdict
+from functools import partial
 
 from raysattr.audit.drift import compare
 from raysattr.config import RunConfig
 from raysattr.io.rundir import AUDIT, SUMMARY, RunDir
 from raysattr.io.sources import InputFile, list_inputs
+from raysattr.pipeline.plan import init_ray, run
+from raysattr.pipeline.postrun import post_run_chain
 
 log = logging.getLogger("raysattr")
 DRIFT_EXIT = 3
@@ -66,9 +69,7 @@ def run_audit(cfg: RunConfig) -> dict:
     if mode == "incremental" and prev_state is None:
         files, reused, mode, reason = manifest, 0, "full", "previous audit has no stats_state.pkl"
     log.info("raysattr: audit %s (%s: %s), previous: %s", audit_id, mode, reason, previous)
-    rows = _attribute(cfg, out_uri, files, incremental=mode == "incremental")
-    if mode == "incremental":
-        _merge_statistics(cfg, out_uri, prev_state)
+    rows = _attribute(cfg, out_uri, files)
     result = {
         "audit_id": audit_id,
         "output": out_uri,
@@ -82,26 +83,28 @@ def run_audit(cfg: RunConfig) -> dict:
         "top_k": a.top_k,
         "thresholds": asdict(a.thresholds),
     }
-    if previous:
-        result.update(compare(out_uri, previous, a.top_k, a.thresholds))
-        result["status"] = "drift" if result["drift"] else "ok"
-    else:
-        result.update(
-            {
-                "status": "baseline",
-                "checks": [],
-                "drift": [],
-                "motifs_gained": [],
-                "motifs_lost": [],
-            }
-        )
-    result["wall_s"] = time.time() - started
-    RunDir(out_uri).write_json(AUDIT, result)
-    if cfg.report.enabled:
-        from raysattr.report.build import build_report
 
-        result["report"] = build_report(out_uri, cfg.report)
+    def write_audit(_steps: dict) -> None:  # after statistics and qc, before the report
+        result.update(_verdict(out_uri, previous, a))
+        result["wall_s"] = time.time() - started
+        RunDir(out_uri).write_json(AUDIT, result)
+
+    merge = partial(_merge_statistics, prev_state=prev_state) if mode == "incremental" else None
+    audit_cfg = copy.deepcopy(cfg)
+    audit_cfg.output.uri = out_uri
+    steps = post_run_chain(audit_cfg, out_uri, statistics=merge, before_report=write_audit)
+    if "report" in steps:
+        result["report"] = steps["report"]
     return result
+
+
+def _verdict(out_uri: str, previous: str | None, a) -> dict:
+    """The drift checks against the previous audit, or a baseline verdict for the first one."""
+    if not previous:
+        return {"status": "baseline", "checks": [], "drift": [], "motifs_gained": [],
+                "motifs_lost": []}  # fmt: skip
+    checks = compare(out_uri, previous, a.top_k, a.thresholds)
+    return {**checks, "status": "drift" if checks["drift"] else "ok"}
 
 
 def _previous_state(previous: str | None):
@@ -110,25 +113,23 @@ def _previous_state(previous: str | None):
     return load_state(previous) if previous else None
 
 
-def _attribute(cfg: RunConfig, out_uri: str, files: list, incremental: bool) -> int:
-    """The attribution job on `files` into `out_uri` (statistics merged separately when
-    incremental; the report waits for audit.json). Returns rows written."""
-    from raysattr.pipeline.plan import run
-
+def _attribute(cfg: RunConfig, out_uri: str, files: list) -> int:
+    """The attribution job on `files` into `out_uri`, without the post-run chain (the audit runs
+    it around its drift checks). Returns rows written."""
     run_cfg = copy.deepcopy(cfg)
     run_cfg.output.uri, run_cfg.output.mode = out_uri, "overwrite"
-    run_cfg.stats.enabled = cfg.stats.enabled and not incremental
-    run_cfg.report.enabled = False
     if not files:
+        init_ray(cfg.compute.address)  # the chain's statistics and qc tasks still run
         RunDir(out_uri).write_json(
             SUMMARY, {"rows": {"out": 0, "ok": 0, "error": 0, "error_by_code": {}}}
         )
         return 0
-    return run(run_cfg, files=files).summary["rows"]["out"]
+    return run(run_cfg, files=files, post_run=False).summary["rows"]["out"]
 
 
-def _merge_statistics(cfg: RunConfig, out_uri: str, prev_state) -> None:
-    """Previous merged state + partials of the new rows (previous threshold) -> stats files."""
+def _merge_statistics(cfg: RunConfig, out_uri: str, prev_state) -> dict:
+    """The incremental audit's statistics step: previous merged state + partials of the new rows
+    (previous threshold) -> stats files."""
     from raysattr.pipeline.tasks import ray_map
     from raysattr.stats.passes import compute_state, merge_states
     from raysattr.stats.run import finalize, save_state, write_outputs
@@ -141,3 +142,5 @@ def _merge_statistics(cfg: RunConfig, out_uri: str, prev_state) -> None:
     outputs = finalize(state)
     write_outputs(out_uri, outputs)
     save_state(out_uri, state)
+    stats = outputs["stats.json"]
+    return {k: stats[k] for k in ("rows", "n_significant", "top_motifs", "n_seqlets")}

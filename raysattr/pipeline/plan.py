@@ -21,6 +21,7 @@ from raysattr.config import RunConfig, to_dict
 from raysattr.errors import RunFailedError
 from raysattr.io.results import ResumeKeys, resume_keys
 from raysattr.io.rundir import REPORT, SUMMARY, RunDir
+from raysattr.pipeline.postrun import post_run_chain
 from raysattr.pipeline.preflight import Checked, preflight
 from raysattr.pipeline.resources import ensure_resources
 from raysattr.pipeline.stages import AttributeStage, read_files, tokenize_block, write_block
@@ -121,7 +122,7 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
-def run(cfg: RunConfig, files: list | None = None) -> RunResult:
+def run(cfg: RunConfig, files: list | None = None, post_run: bool = True) -> RunResult:
     """Run the attribution job described by `cfg` and write `attributions/` + `summary.json`
     (then statistics, faithfulness and the report).
 
@@ -133,6 +134,8 @@ def run(cfg: RunConfig, files: list | None = None) -> RunResult:
         cfg: the run.
         files: `InputFile`s to read (default: every file under `cfg.data.uri`); audits pass the
             files new since the previous audit.
+        post_run: end with the post-run chain (`pipeline.postrun`: statistics, faithfulness,
+            report, as enabled); audits run it themselves, around their drift checks.
 
     Raises:
         RaysattrError: pre-flight failures, a held lease, missing resources, no ok row.
@@ -144,7 +147,7 @@ def run(cfg: RunConfig, files: list | None = None) -> RunResult:
     overwrite = cfg.output.mode == "overwrite"
     target = out.staging(run_id) if overwrite else out
     try:
-        result = _run_into(target, cfg, checked, run_id, started)
+        result = _run_into(target, cfg, checked, run_id, started, post_run)
         if overwrite:
             out.commit(target, lease)
             if "report" in result:
@@ -158,8 +161,10 @@ def run(cfg: RunConfig, files: list | None = None) -> RunResult:
     return RunResult(result, out.uri)
 
 
-def _run_into(target: RunDir, cfg: RunConfig, checked: Checked, run_id: str, started: float):
-    """Attribute into `target` (the output, or its staging folder), then the post-run steps."""
+def _run_into(
+    target: RunDir, cfg: RunConfig, checked: Checked, run_id: str, started: float, post_run: bool
+) -> dict:
+    """Attribute into `target` (the output, or its staging folder), then the post-run chain."""
     resume = cfg.output.mode == "resume"
     quarantined = target.quarantine_unreadable_parts() if resume else []
     done = resume_keys(target.uri) if resume else ResumeKeys()
@@ -195,67 +200,9 @@ def _run_into(target: RunDir, cfg: RunConfig, checked: Checked, run_id: str, sta
             "see the `error` column of the error rows"
             + ("; the previous results were kept" if not resume else ""),
         )
-    finish(run_cfg, result)
+    if post_run:
+        result.update(post_run_chain(run_cfg, target.uri))
     return result
-
-
-def finish(cfg: RunConfig, result: dict) -> None:
-    """After the attributions: statistics, faithfulness, report (each when enabled). A step that
-    has nothing to work on (e.g. every row is an error row) is skipped with its reason."""
-    if cfg.stats.enabled:
-        result["stats"] = _aggregate(cfg)
-    if cfg.qc.enabled:
-        result["qc"] = _faithfulness(cfg)
-    if cfg.report.enabled:
-        from raysattr.report.build import build_report
-
-        result["report"] = build_report(cfg.output.uri, cfg.report)
-
-
-def _faithfulness(cfg: RunConfig) -> dict:
-    """Deletion/insertion curves as one Ray task with an actor's resources (a GPU on a cluster)."""
-    from raysattr.audit.faithfulness import faithfulness
-
-    def task():
-        return faithfulness(cfg.output.uri, cfg).summary
-
-    remote = ray.remote(
-        num_gpus=cfg.compute.gpus_per_actor or 0, num_cpus=cfg.compute.cpus_per_actor
-    )(task)
-    try:
-        qc = ray.get(remote.remote())
-    except ray.exceptions.RayTaskError as exc:
-        if not isinstance(exc.cause, ValueError):
-            raise
-        log.warning("raysattr: faithfulness skipped: %s", exc.cause)
-        return {"skipped": str(exc.cause)}
-    comp = qc["aopc_comprehensiveness"]
-    log.info(
-        "raysattr: faithfulness: AOPC comprehensiveness %.3f (random %.3f) over %d rows",
-        comp["attribution"],
-        comp["random"],
-        qc["n_rows"],
-    )
-    return {"aopc_comprehensiveness": comp, "n_rows": qc["n_rows"]}
-
-
-def _aggregate(cfg: RunConfig) -> dict:
-    """Dataset statistics of the whole output (resumed rows included) as Ray tasks."""
-    from raysattr.pipeline.tasks import ray_map
-    from raysattr.stats.run import compute_statistics
-
-    try:
-        stats = compute_statistics(cfg.output.uri, cfg.stats, map_fn=ray_map)
-    except ValueError as exc:  # e.g. every row is an error row: nothing to aggregate
-        log.warning("raysattr: statistics skipped: %s", exc)
-        return {"skipped": str(exc)}
-    log.info(
-        "raysattr: statistics over %d rows: %d significant motifs, top %s",
-        stats["rows"],
-        stats["n_significant"],
-        stats["top_motifs"][:3],
-    )
-    return {k: stats[k] for k in ("rows", "n_significant", "top_motifs", "n_seqlets")}
 
 
 def _versions() -> dict:
