@@ -1,4 +1,4 @@
-"""`RowResult`s -> the Arrow table of `attributions/` (schema in the README, DESIGN §6)."""
+"""`RowResult`s -> the Arrow table of `attributions/` (schema: README "Outputs")."""
 
 from __future__ import annotations
 
