@@ -20,7 +20,6 @@ from raysattr.errors import ConfigError
 
 SCHEMES = ("residue", "kmer", "text")
 LONG_POLICIES = ("truncate", "window", "error")
-FORMATS = ("auto", "parquet", "csv", "fasta", "jsonl")
 DTYPES = ("float32", "bfloat16")
 BASELINES = ("pad", "mask", "unk")
 OUTPUTS = ("prob", "logit")
@@ -259,9 +258,9 @@ def _check_positive(key: str, value: float | None, allow_zero: bool = False) -> 
 
 def validate(cfg: RunConfig) -> None:
     """Check values the type system cannot (choices, ranges, consistency). Names that live in a
-    registry of a higher layer (attribution methods) are checked against it by
-    `raysattr.attribution.registry.check_methods`, which pre-flight calls."""
-    _check_choice("data.format", cfg.data.format, FORMATS)
+    table of a higher layer are checked against it there, and pre-flight calls those checks:
+    attribution methods (`raysattr.attribution.registry.check_methods`) and input formats
+    (`raysattr.io.sources.check_format`)."""
     _check_choice("tokenize.scheme", cfg.tokenize.scheme, SCHEMES)
     _check_choice("tokenize.long_policy", cfg.tokenize.long_policy, LONG_POLICIES)
     _check_choice("model.dtype", cfg.model.dtype, DTYPES)

@@ -6,6 +6,8 @@ import pytest
 
 from raysattr.attribution.registry import check_methods
 from raysattr.config import ConfigError, RunConfig, load
+from raysattr.io.readers import INPUT_FORMATS
+from raysattr.io.sources import check_format
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -85,6 +87,16 @@ def test_unknown_method_lists_the_registered_ones(key):
         check_methods(cfg.attribution)
     assert f"attribution.{key}" in str(err.value)
     assert "lig" in str(err.value) and "deeplift" in str(err.value)
+
+
+def test_unknown_data_format_lists_the_formats_of_the_reader_table():
+    cfg = load(None, ["data.format=xml"])  # config.py knows no formats: io's reader table does
+    with pytest.raises(ConfigError) as err:
+        check_format(cfg.data)
+    message = str(err.value)
+    assert "data.format='xml'" in message
+    assert all(name in message for name in ("auto", *INPUT_FORMATS))
+    check_format(load(None, ["data.format=fasta"]).data)  # a format of the table passes
 
 
 def test_a_method_module_that_does_not_import_is_named():

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from raysattr.config import DataConfig
-from raysattr.errors import InputError, MissingInputError
+from raysattr.demo.data import FORMATS as DEMO_FORMATS
+from raysattr.errors import ConfigError, InputError, MissingInputError
 from raysattr.io import readers
-from raysattr.io.sources import list_inputs, read_file
+from raysattr.io.sources import EXTENSIONS, FORMAT_CHOICES, list_inputs, read_file
 
 ROWS = [
     {"id": "a", "sequence": "ACGTAC", "label": 1},
@@ -260,6 +261,49 @@ def test_unknown_extension_asks_for_data_format(tmp_path):
     path = _write(tmp_path / "x.txt", "ACGT\n")
     with pytest.raises(InputError, match=r"x\.txt.*data\.format"):
         _read(path)
+
+
+def test_unknown_data_format_fails_reading_with_the_formats_of_the_table(tmp_path):
+    path = _plain_files(tmp_path)["csv"]
+    with pytest.raises(ConfigError) as err:
+        _read(path, format="xml")
+    assert "data.format='xml'" in str(err.value)
+    assert all(name in str(err.value) for name in readers.INPUT_FORMATS)
+
+
+# ------------------------------------------------------------------------ the format table
+def test_extensions_and_format_choices_come_from_the_reader_table():
+    table = readers.INPUT_FORMATS
+    assert ("auto", *table) == FORMAT_CHOICES
+    assert {ext: name for name, f in table.items() for ext in f.extensions} == EXTENSIONS
+    assert len(EXTENSIONS) == sum(len(f.extensions) for f in table.values())  # no clash
+    assert all(f.name == name for name, f in table.items())
+
+
+def test_demo_writes_every_input_format():
+    assert set(DEMO_FORMATS) == set(readers.INPUT_FORMATS)
+
+
+def test_a_registered_format_is_listed_and_read(tmp_path, monkeypatch):
+    """Adding a format is one table entry: its extension is listed and its reader used."""
+
+    def _lines(handle, req):  # one sequence per line, ids from line numbers
+        sequences = [line.decode().strip() for line in handle if line.strip()]
+        table = pa.table({readers.FASTA_SEQUENCE: pa.array(sequences, pa.string())})
+        yield readers.with_error_columns(table)
+
+    fmt = readers.InputFormat(
+        "lines", _lines, (".seqs",), sequence_column=readers.FASTA_SEQUENCE, optional_labels=True
+    )
+    monkeypatch.setitem(readers.INPUT_FORMATS, "lines", fmt)
+    monkeypatch.setitem(EXTENSIONS, ".seqs", "lines")
+    _write(tmp_path / "x.seqs", "ACGT\nGGCC\n")
+    assert [Path(f.uri).name for f in list_inputs(str(tmp_path))] == ["x.seqs"]
+    rows = _read(tmp_path / "x.seqs").select(["id", "sequence", "label"]).to_pylist()
+    assert rows == [
+        {"id": "x.seqs:0", "sequence": "ACGT", "label": None},
+        {"id": "x.seqs:1", "sequence": "GGCC", "label": None},
+    ]
 
 
 # --------------------------------------------------------------------------- listing

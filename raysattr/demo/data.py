@@ -25,7 +25,6 @@ import pyarrow as pa
 
 ALPHABETS = {"dna": "ACGT", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 ID_PREFIX = {"dna": "dna", "protein": "prot"}
-FORMATS = ("parquet", "csv", "fasta", "jsonl")
 FASTA_WIDTH = 60
 _MAX_REDRAW_ROUNDS = 50
 
@@ -256,8 +255,8 @@ def write(table: pa.Table, path: str | Path, fmt: str) -> str:
     """
     from raysattr.io.fs import filesystem
 
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt={fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt not in _WRITERS:
+        raise ValueError(f"fmt={fmt!r} is not one of {', '.join(_WRITERS)}")
     fs, local = filesystem(str(path))
     parent = local.rsplit("/", 1)[0] if "/" in local else ""
     if parent:
@@ -296,9 +295,12 @@ def _write_fasta(table: pa.Table, handle) -> None:
         handle.write((f">{row['id']}{fields}\n" + "\n".join(lines) + "\n").encode("ascii"))
 
 
+# One writer per input format of `raysattr.io.readers.INPUT_FORMATS` (tests/test_sources.py checks
+# that the two tables name the same formats), so the demo exercises every reader.
 _WRITERS = {
     "parquet": _write_parquet,
     "csv": _write_csv,
     "fasta": _write_fasta,
     "jsonl": _write_jsonl,
 }
+FORMATS = tuple(_WRITERS)

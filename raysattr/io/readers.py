@@ -1,5 +1,9 @@
 """Per-format readers: one input file in, raw Arrow tables out, one row per record.
 
+`INPUT_FORMATS` (at the end) is the one table of input formats: name, reader, file extensions and
+what the format holds natively. `io.sources` derives the extension map and the valid `data.format`
+values from it; adding a format is one reader function and one entry there.
+
 A reader loads only the columns it is asked for, checks that the configured columns exist
 (`InputError` listing those present) and never drops a record: one it cannot decode becomes a row
 with `read_error` (why) and `read_code` (an error code) set. `sources.standardise` turns raw tables
@@ -11,7 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -35,7 +39,7 @@ class Request:
 
     Attributes:
         uri: the file; every error names it.
-        fmt: `parquet`, `csv`, `jsonl` or `fasta`.
+        fmt: a name in `INPUT_FORMATS`.
         required: columns the file must hold (sequence, label, passthrough).
         load: columns to load when present (a missing id column is filled in later).
         strings: loaded columns kept as strings whatever they look like (id, sequence).
@@ -61,10 +65,10 @@ def read_raw(req: Request) -> Iterator[pa.Table]:
         InputError: the file cannot be opened, decompressed or parsed, or lacks a required
             column; the message names the file (and the line or row where known).
     """
-    reader = {"parquet": _parquet, "csv": _csv, "jsonl": _jsonl, "fasta": _fasta}[req.fmt]
+    fmt = INPUT_FORMATS[req.fmt]
     try:
-        with open_input(req.uri, req.fmt) as handle:
-            yield from reader(handle, req)
+        with open_input(req.uri, fmt.seekable) as handle:
+            yield from fmt.read(handle, req)
     except InputError:
         raise
     except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError) as exc:
@@ -77,16 +81,17 @@ def read_raw(req: Request) -> Iterator[pa.Table]:
 
 
 @contextmanager
-def open_input(uri: str, fmt: str) -> Iterator[BinaryIO]:
-    """A binary handle on `uri`, gunzipped when the name ends in `.gz`."""
+def open_input(uri: str, seekable: bool = False) -> Iterator[BinaryIO]:
+    """A binary handle on `uri`, gunzipped when the name ends in `.gz` (into memory when
+    `seekable`: the reader seeks)."""
     fs, path = filesystem(uri)
     with fs.open(path, "rb") as raw:
         if not uri.lower().endswith(".gz"):
             yield raw
             return
         with gzip.GzipFile(fileobj=raw) as unzipped:
-            # Parquet keeps its footer at the end and its reader seeks: gunzip into memory.
-            yield io.BytesIO(unzipped.read()) if fmt == "parquet" else unzipped
+            # e.g. Parquet keeps its footer at the end and its reader seeks: gunzip into memory.
+            yield io.BytesIO(unzipped.read()) if seekable else unzipped
 
 
 def check_columns(req: Request, present: list[str]) -> None:
@@ -96,7 +101,7 @@ def check_columns(req: Request, present: list[str]) -> None:
         return
     fix = "set data.sequence_column, data.label_column or data.passthrough_columns to match"
     other = [sep for sep in ";\t|," if sep != req.csv_delimiter and sep in "".join(present)]
-    if req.fmt == "csv" and len(present) == 1 and other:
+    if INPUT_FORMATS[req.fmt].delimited and len(present) == 1 and other:
         fix = f"set data.csv_delimiter: the header looks {other[0]!r}-separated"
     raise InputError(
         f"column(s) {', '.join(map(repr, missing))} not found",
@@ -105,7 +110,8 @@ def check_columns(req: Request, present: list[str]) -> None:
     )
 
 
-def _with_error_columns(table: pa.Table) -> pa.Table:
+def with_error_columns(table: pa.Table) -> pa.Table:
+    """`table` plus null `read_error` and `read_code` columns (no record failed)."""
     for name in ERROR_COLUMNS:
         table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
     return table
@@ -118,7 +124,7 @@ def _parquet(handle: BinaryIO, req: Request) -> Iterator[pa.Table]:
     load = [c for c in req.load if c in present]
     # With no columns to load, the batches still carry their row counts.
     for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=load):
-        yield _with_error_columns(pa.Table.from_batches([batch]))
+        yield with_error_columns(pa.Table.from_batches([batch]))
 
 
 def _csv(handle: BinaryIO, req: Request) -> Iterator[pa.Table]:
@@ -138,7 +144,7 @@ def _csv(handle: BinaryIO, req: Request) -> Iterator[pa.Table]:
         ),
     )
     for batch in reader:
-        yield _with_error_columns(pa.Table.from_batches([batch]).select(load))
+        yield with_error_columns(pa.Table.from_batches([batch]).select(load))
 
 
 def _csv_header(handle: BinaryIO, parse: pacsv.ParseOptions) -> list[str]:
@@ -297,3 +303,49 @@ def _fasta_record(header: bytes, body: list[bytes] | None, row: int) -> tuple[di
         byte = exc.object[exc.start]
         return record, f"record {row}: sequence is not UTF-8 (byte {exc.start}: {byte:#x})"
     return record, None
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """One input format.
+
+    Attributes:
+        name: the `data.format` value.
+        read: `(binary handle, Request) -> raw tables` (see `read_raw`).
+        extensions: file name endings (lower case, before an optional `.gz`) that mean it.
+        id_column, sequence_column: the columns the format itself names (FASTA: the header's
+            first word and the sequence lines), used whatever `data.id_column` and
+            `data.sequence_column` say; None: the configured names.
+        optional_labels: records may lack the label (no schema: FASTA `label=` words, JSON keys);
+            a file without any is unlabelled instead of missing a column.
+        seekable: the reader seeks, so a `.gz` file is gunzipped into memory first.
+        delimited: fields are split by `data.csv_delimiter` (a one-column header is checked
+            for another separator).
+    """
+
+    name: str
+    read: Callable[[BinaryIO, Request], Iterator[pa.Table]]
+    extensions: tuple[str, ...]
+    id_column: str | None = None
+    sequence_column: str | None = None
+    optional_labels: bool = False
+    seekable: bool = False
+    delimited: bool = False
+
+
+INPUT_FORMATS: dict[str, InputFormat] = {
+    f.name: f
+    for f in (
+        InputFormat("parquet", _parquet, (".parquet", ".pq"), seekable=True),
+        InputFormat("csv", _csv, (".csv", ".tsv"), delimited=True),
+        InputFormat(
+            "fasta",
+            _fasta,
+            (".fasta", ".fa", ".faa", ".fna"),
+            id_column=FASTA_ID,
+            sequence_column=FASTA_SEQUENCE,
+            optional_labels=True,
+        ),
+        InputFormat("jsonl", _jsonl, (".jsonl", ".json", ".ndjson"), optional_labels=True),
+    )
+}

@@ -4,7 +4,9 @@
 columns, `source` (file URI), `source_row` (0-based index of the record in its file, broken
 records counted), `read_error` and `read_code` (null, or why this record could not be decoded
 and its error code). A null, empty or blank id becomes `<file name>:<source_row>`, which is stable
-across reruns. `*.gz` files are decompressed. The per-format readers live in `io/readers.py`.
+across reruns. `*.gz` files are decompressed. The per-format readers, and the table of formats
+(`readers.INPUT_FORMATS`) that the extension map and the valid `data.format` values come from, live
+in `io/readers.py`.
 """
 
 from __future__ import annotations
@@ -19,26 +21,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raysattr.config import DataConfig
-from raysattr.errors import InputError, MissingInputError
+from raysattr.errors import ConfigError, InputError, MissingInputError
 from raysattr.io.fs import filesystem
-from raysattr.io.readers import ERROR_COLUMNS, FASTA_ID, FASTA_SEQUENCE, Request, read_raw
+from raysattr.io.readers import ERROR_COLUMNS, INPUT_FORMATS, InputFormat, Request, read_raw
 
 log = logging.getLogger("raysattr")
 
-EXTENSIONS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".fasta": "fasta",
-    ".fa": "fasta",
-    ".faa": "fasta",
-    ".fna": "fasta",
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".ndjson": "jsonl",
-}
+AUTO = "auto"  # data.format: each file's format from its extension
+FORMAT_CHOICES = (AUTO, *INPUT_FORMATS)  # the valid data.format values
+EXTENSIONS = {ext: f.name for f in INPUT_FORMATS.values() for ext in f.extensions}
 SKIPPED_NAMES_SHOWN = 5
+
+
+def check_format(cfg: DataConfig) -> None:
+    """Raise `ConfigError` unless `data.format` is `auto` or a format of `INPUT_FORMATS`."""
+    if cfg.format not in FORMAT_CHOICES:
+        raise ConfigError(f"data.format={cfg.format!r} is not one of {', '.join(FORMAT_CHOICES)}")
 
 
 @dataclass(frozen=True)
@@ -104,44 +102,47 @@ def _format_of(path: str) -> str | None:
     return EXTENSIONS.get(os.path.splitext(name)[1])
 
 
-def resolve_format(uri: str, configured: str) -> str:
-    """The configured format, or the one its extension names when `auto`.
+def resolve_format(uri: str, cfg: DataConfig) -> InputFormat:
+    """`data.format`, or the format `uri`'s extension names when it is `auto`.
 
     Raises:
+        ConfigError: `data.format` is not a known format (see `check_format`).
         InputError: `auto` and the extension names no known format.
     """
-    if configured != "auto":
-        return configured
-    fmt = _format_of(uri)
-    if fmt is None:
+    check_format(cfg)
+    name = _format_of(uri) if cfg.format == AUTO else cfg.format
+    if name is None:
         raise InputError(
             "cannot tell the file's format from its name", f"in {uri}", "set data.format"
         )
-    return fmt
+    return INPUT_FORMATS[name]
+
+
+def columns_of(fmt: InputFormat, cfg: DataConfig) -> tuple[str | None, str]:
+    """The id and sequence columns of a file of format `fmt`: the format's own names where it
+    has them (FASTA), else the configured ones."""
+    return fmt.id_column or cfg.id_column, fmt.sequence_column or cfg.sequence_column
 
 
 def request_for(uri: str, cfg: DataConfig, light: bool = False) -> Request:
     """What to read from `uri`: every configured column, or (`light`) only ids and labels.
 
-    The configured sequence, label and passthrough columns must exist either way, except that
-    FASTA's id and sequence are implicit, and labels are optional in the formats without a
-    schema (FASTA `label=` header words, JSON Lines keys): a file without any is unlabelled.
+    The configured sequence, label and passthrough columns must exist either way, except the
+    columns a format names itself (FASTA's id and sequence), and labels in the formats where
+    they are optional (`InputFormat.optional_labels`): a file without any is unlabelled.
     """
-    fmt = resolve_format(uri, cfg.format)
-    fasta = fmt == "fasta"
-    id_col = FASTA_ID if fasta else cfg.id_column
-    seq_col = FASTA_SEQUENCE if fasta else cfg.sequence_column
+    fmt = resolve_format(uri, cfg)
+    id_col, seq_col = columns_of(fmt, cfg)
     label = [cfg.label_column] if cfg.label_column else []
-    schemaless = fmt in ("fasta", "jsonl")
     required = [
-        *([] if fasta else [seq_col]),
-        *([] if schemaless else label),
+        *([] if fmt.sequence_column else [seq_col]),
+        *([] if fmt.optional_labels else label),
         *cfg.passthrough_columns,
     ]
     load = [id_col, *label] if light else [id_col, seq_col, *label, *cfg.passthrough_columns]
     return Request(
         uri=uri,
-        fmt=fmt,
+        fmt=fmt.name,
         required=tuple(dict.fromkeys(required)),
         load=tuple(dict.fromkeys(c for c in load if c)),
         strings=tuple(c for c in (id_col, None if light else seq_col) if c),
@@ -172,9 +173,7 @@ def read_file(uri: str, cfg: DataConfig) -> Iterator[pa.Table]:
 def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.Table:
     """Raw reader columns -> `id`, `sequence`, `label`, passthrough, `source`, `source_row`,
     `read_error`, `read_code`; `offset` is the file row of the table's first row."""
-    fasta = resolve_format(uri, cfg.format) == "fasta"
-    id_col = FASTA_ID if fasta else cfg.id_column
-    seq_col = FASTA_SEQUENCE if fasta else cfg.sequence_column
+    id_col, seq_col = columns_of(resolve_format(uri, cfg), cfg)
     n = table.num_rows
     columns = {
         "id": fill_ids(_column(table, id_col), uri, offset, n),
@@ -182,7 +181,7 @@ def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.T
     }
     if cfg.label_column:
         raw = _column(table, cfg.label_column)
-        raw = pa.nulls(n, pa.int64()) if raw is None else raw  # an unlabelled FASTA/JSONL file
+        raw = pa.nulls(n, pa.int64()) if raw is None else raw  # optional labels, none in the file
         columns["label"] = parse_labels(raw, uri, cfg.label_column, offset)
     for col in cfg.passthrough_columns:
         columns[col] = table[col]

@@ -19,7 +19,7 @@ from raysattr.errors import InputError
 from raysattr.io.fs import check_reachable
 from raysattr.io.rundir import RunDir
 from raysattr.io.scan import InputScan, scan_inputs
-from raysattr.io.sources import InputFile, list_inputs
+from raysattr.io.sources import InputFile, check_format, list_inputs
 from raysattr.models.check import ModelFacts, check_model
 
 log = logging.getLogger("raysattr")
@@ -45,6 +45,7 @@ def preflight(cfg: RunConfig, files: list[InputFile] | None = None) -> Checked:
         RaysattrError: the first problem found, as one line with the key and the fix.
     """
     check_methods(cfg.attribution)
+    check_format(cfg.data)
     for key, uri in (
         ("data.uri", cfg.data.uri),
         ("model.path", cfg.model.path),
