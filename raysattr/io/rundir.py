@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import time
 import uuid
 
 import pyarrow as pa
@@ -57,6 +58,11 @@ COMMIT_MARKER = "_COMMITTING.json"
 PART_PREFIX, TMP_PREFIX = "part-", ".tmp-"
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id, e.g. `20261122T093000-1a2b3c4d`."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
 class RunDir:
     """One run folder.
 
@@ -88,6 +94,11 @@ class RunDir:
     # ------------------------------------------------------------------------ plain files
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.path(name))
+
+    def present(self) -> bool:
+        """Whether the folder itself exists."""
+        self.refresh()
+        return self.fs.exists(self.root)
 
     def read_bytes(self, name: str) -> bytes | None:
         """The file's bytes, or None when it does not exist."""

@@ -10,7 +10,6 @@ import copy
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,7 +19,7 @@ from raysattr import __version__
 from raysattr.config import RunConfig, to_dict
 from raysattr.errors import RunFailedError
 from raysattr.io.results import ResumeKeys, resume_keys
-from raysattr.io.rundir import REPORT, SUMMARY, RunDir
+from raysattr.io.rundir import REPORT, SUMMARY, RunDir, new_run_id
 from raysattr.pipeline.postrun import post_run_chain
 from raysattr.pipeline.preflight import Checked, preflight
 from raysattr.pipeline.resources import ensure_resources
@@ -116,10 +115,6 @@ def _fault_env() -> dict | None:
     """Forward the fault-injection variables (tests) to the attribution actors."""
     env = {k: v for k, v in os.environ.items() if k.startswith("RAYSATTR_FAULT_")}
     return {"env_vars": env} if env else None
-
-
-def new_run_id() -> str:
-    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
 def run(cfg: RunConfig, files: list | None = None, post_run: bool = True) -> RunResult:
