@@ -7,7 +7,9 @@ import pytest
 import torch
 from captum.attr import LayerIntegratedGradients
 
-from raysattr.attribution import AttributionEngine, EngineSettings, available_methods, get_method
+from raysattr.attribution import AttributionEngine, available_methods, get_method
+from raysattr.attribution.base import MethodOutput
+from raysattr.config import AttributionConfig, TokenizeConfig
 from raysattr.tokenize import TokenizedRow, make_tokenizer, residue_sums
 
 from .factories import random_dna_model
@@ -29,10 +31,21 @@ def rows(dna):
     return [tok(s) for s in seqs]
 
 
+def make_engine(loaded, dtype="float32", fault_hook=None, **settings) -> AttributionEngine:
+    """An engine from flat keyword settings: `tokenize.*` long-sequence keys, the rest
+    `attribution.*`."""
+    long = {
+        k: settings.pop(k) for k in ("max_length", "long_policy", "window_stride") if k in settings
+    }
+    return AttributionEngine(
+        loaded, AttributionConfig(**settings), TokenizeConfig(**long), dtype, fault_hook
+    )
+
+
 def run(dna, rows, labels=None, **settings):
     loaded, _ = dna
     settings.setdefault("n_steps", 8)
-    return AttributionEngine(loaded, EngineSettings(**settings)).run(rows, labels)
+    return make_engine(loaded, **settings).run(rows, labels)
 
 
 def test_unknown_method_lists_available():
@@ -55,7 +68,10 @@ def test_registry_has_every_designed_method():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_gives_one_result_per_row_with_aligned_shapes(dna, rows, method):
-    results = run(dna, rows, method=method)
+    loaded, _ = dna
+    engine = make_engine(loaded, method=method, n_steps=8)
+    results = engine.run(rows)
+    declared = engine.method
     assert [r.row_index for r in results] == list(range(len(rows)))
     for r, row in zip(results, rows, strict=True):
         assert r.status == "ok", r.error
@@ -63,6 +79,10 @@ def test_every_method_gives_one_result_per_row_with_aligned_shapes(dna, rows, me
         assert len(r.residue_attr) == row.length
         assert np.isfinite(r.token_attr).all() and np.isfinite(r.residue_attr).all()
         assert np.abs(r.token_attr).sum() > 0
+        # What the method declares is what the rows show.
+        assert r.n_steps == (8 if declared.uses_steps else 0)
+        assert np.isfinite(r.delta) == np.isfinite(r.delta_rel) == declared.has_delta
+        assert set(r.extras) <= set(declared.extras)
         for value in r.extras.values():
             assert np.ndim(value) == 0 or np.shape(value)[-1] == row.n_tokens + 2
 
@@ -179,9 +199,7 @@ def test_out_of_memory_backs_off_and_loses_no_row(dna, rows):
         if n_rows * seq_len > 45:
             raise torch.OutOfMemoryError("injected: CUDA out of memory")
 
-    engine = AttributionEngine(
-        loaded, EngineSettings(method="lig", n_steps=4, token_budget=100_000), fault_hook=hook
-    )
+    engine = make_engine(loaded, method="lig", n_steps=4, token_budget=100_000, fault_hook=hook)
     results = engine.run(rows)
     assert [r.status for r in results] == ["ok"] * len(rows)
     assert engine.budget.oom_count > 0 and engine.budget.value < 100_000
@@ -197,7 +215,7 @@ def test_a_row_that_never_fits_becomes_an_oom_error_row(dna, rows):
         if seq_len > 30:
             raise torch.OutOfMemoryError("injected")
 
-    engine = AttributionEngine(loaded, EngineSettings(method="saliency"), fault_hook=hook)
+    engine = make_engine(loaded, method="saliency", fault_hook=hook)
     statuses = [r.status for r in engine.run(rows)]
     assert statuses == ["ok", "ok", "ok", "oom", "ok", "ok"]
 
@@ -212,7 +230,7 @@ def test_other_failures_are_isolated_to_their_row(dna, rows):
         if n_rows > 1 and seq_len >= bad_len:
             raise ValueError("poisoned batch")
 
-    engine = AttributionEngine(loaded, EngineSettings(method="saliency"), fault_hook=hook)
+    engine = make_engine(loaded, method="saliency", fault_hook=hook)
     results = engine.run(rows)
     assert results[2].status == "attribution_failed" and "poisoned row" in results[2].error
     assert sum(r.ok for r in results) == len(rows) - 1
@@ -318,6 +336,40 @@ def test_attention_agreement_columns(dna, rows):
         for layer in ("last", "all"):
             value = r.extras[f"agree_{layer}_{key}"]
             assert -1.0 - 1e-6 <= value <= 1.0 + 1e-6, key
+
+
+def test_methods_read_their_own_options(dna):
+    loaded, _ = dna
+    engine = make_engine(loaded, method="attention", integration_method="riemann_left")
+    assert engine.method.compare.name == "lig"
+    assert engine.method.compare.integration_method == "riemann_left"
+    no_steps = make_engine(loaded, method="attention", compare_method="saliency").method
+    assert not no_steps.uses_steps and not no_steps.has_delta
+    with pytest.raises(ValueError, match="cannot be 'attention'"):
+        make_engine(loaded, method="attention", compare_method="attention")
+
+
+def test_methods_without_steps_are_not_refined(dna, rows):
+    results = run(dna, rows, method="saliency", adaptive_steps=True, delta_tolerance=0.0)
+    assert {r.n_steps for r in results} == {0}
+
+
+def test_an_output_that_breaks_the_declared_contract_is_an_error(dna, rows):
+    loaded, _ = dna
+    engine = make_engine(loaded, method="saliency")
+    inner = engine.method.attribute
+
+    def with_extra(batch, n_steps, internal_batch_size):
+        out = inner(batch, n_steps, internal_batch_size)
+        return MethodOutput(out.token_attr, extras={"mystery": np.zeros(batch.size)})
+
+    engine.method.attribute = with_extra
+    with pytest.raises(ValueError, match="'saliency' returned extra 'mystery', which it does not"):
+        engine.run(rows[:1])
+    engine = make_engine(loaded, method="saliency")
+    engine.method.has_delta = True
+    with pytest.raises(ValueError, match="declares has_delta but returned no delta"):
+        engine.run(rows[:1])
 
 
 def test_deeplift_stores_its_delta(dna, rows):

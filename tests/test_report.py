@@ -17,9 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution import AttributionEngine
 from raysattr.attribution.table import results_to_table
-from raysattr.config import ModelConfig, ReportConfig, RunConfig, to_dict
+from raysattr.config import AttributionConfig, ModelConfig, ReportConfig, RunConfig, to_dict
 from raysattr.io.scan import InputScan
 from raysattr.models import load_model
 from raysattr.pipeline.stages import WriteStage, length_bucket
@@ -66,7 +66,7 @@ def _attribute(dna_table: pa.Table, model_dir: Path) -> pa.Table:
             "motif_start": [r["motif_start"] for r in part],
         }
     )
-    engine = AttributionEngine(loaded, EngineSettings(method="lig", n_steps=16))
+    engine = AttributionEngine(loaded, AttributionConfig(method="lig", n_steps=16))
     results = engine.run(rows, inputs.column("label").to_pylist())
     provenance = {"run_id": "test-run", "model_fingerprint": loaded.fingerprint}
     return results_to_table(results, inputs, "lig", provenance)

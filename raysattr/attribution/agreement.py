@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+AGREEMENT_KEYS = (
+    "cosine_raw",
+    "cosine_norm",
+    "cosine_median",
+    "cosine_mean",
+    "cosine_rank",
+    "spearman",
+    "top_overlap",
+)
+
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
@@ -27,17 +37,8 @@ def agreement_table(attr: np.ndarray, attn: np.ndarray, top_fraction: float = 0.
     ranks of attention), `spearman`, `top_overlap` (share of the top 5 % tokens by |attr| that
     are also in the top 5 % by attention). NaN when there are no tokens.
     """
-    keys = (
-        "cosine_raw",
-        "cosine_norm",
-        "cosine_median",
-        "cosine_mean",
-        "cosine_rank",
-        "spearman",
-        "top_overlap",
-    )
     if len(attr) == 0:
-        return dict.fromkeys(keys, float("nan"))
+        return dict.fromkeys(AGREEMENT_KEYS, float("nan"))
     attr, attn = np.asarray(attr, np.float64), np.asarray(attn, np.float64)
     na, nb = _minmax(attr), _minmax(attn)
     med_a, med_b = np.where(na < np.median(na), 0, na), np.where(nb < np.median(nb), 0, nb)

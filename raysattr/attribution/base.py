@@ -4,7 +4,9 @@ model forward that yields one value per row for Captum's `target`."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -138,37 +140,72 @@ class EmbedsModule(nn.Module):
         return self._forward.from_embeds(inputs_embeds, attention_mask)
 
 
+# Shapes of a method's extras (`AttributionMethod.extras`), for slicing rows out of a batch and
+# averaging windows: one value per row, one per token, or one per encoder layer and token.
+PER_ROW, PER_TOKEN, PER_LAYER_TOKEN = "row", "token", "layer_token"
+EXTRA_KINDS = {PER_ROW: 1, PER_TOKEN: 2, PER_LAYER_TOKEN: 3}  # kind -> ndim of the batch array
+
+
 class AttributionMethod:
     """Base class: construct the Captum object once, then `attribute(batch, ...)` per batch.
 
-    Class attributes:
+    A method declares what it needs and what it returns in class attributes; the engine and the
+    registry read them and never test a method's name. A method may set one per instance in its
+    constructor when it follows an option (`attention` has a delta when its compared method has).
+
+    Attributes:
         name: config name (set by `@register`).
-        has_delta: whether `attribute` returns a convergence delta.
-        uses_steps: whether `n_steps` applies (integrated-gradient family).
-        needs_eager_attention: whether attention weights must be returned by the model.
+        needs_eager_attention: the model must return attention weights, so the replica is loaded
+            with eager attention (SDPA kernels return none). Read from the class, before the
+            model is loaded (`registry.attn_implementation`). Default False.
+        uses_steps: the method integrates along a path from the baseline: `attribute` gets the
+            step count (`attribution.n_steps`, doubled by adaptive refinement up to `max_steps`),
+            rows report it in `n_steps`, and `attribution.integration_method` applies. Without
+            it `attribute` gets `n_steps=0`, rows report 0 and are never refined. Default False.
+        has_delta: `attribute` returns a convergence delta per row: rows report `delta` and
+            `delta_rel`, and adaptive refinement re-runs rows whose `delta_rel` exceeds
+            `attribution.delta_tolerance`. Without it both columns are NaN. Default False.
+        extras: name -> kind of every extra `attribute` may return (`extra_<name>` columns):
+            `PER_ROW` (`[batch]`, windows averaged), `PER_TOKEN` (`[batch, seq_len]`) or
+            `PER_LAYER_TOKEN` (`[batch, layers, seq_len]`; windows stitched along `seq_len`).
+            An extra that is not declared, or has another shape, is an error. Default none.
+
+    Options of its own (`attribution.compare_method`, `attribution.integration_method`, ...) a
+    method reads in `from_config`, from the config's `attribution` section.
     """
 
     name = "base"
-    has_delta = False
-    uses_steps = False
     needs_eager_attention = False
+    uses_steps = False
+    has_delta = False
+    extras: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, forward: ModelForward):
         self.forward = forward
         self.loaded = forward.loaded
 
     @classmethod
-    def from_settings(cls, forward: ModelForward, settings) -> AttributionMethod:
-        """Build from engine settings; methods with options of their own override this."""
+    def from_config(cls, forward: ModelForward, attribution) -> AttributionMethod:
+        """Build from the `attribution` config section; methods with options override this."""
         return cls(forward)
 
     def evals_per_row(self, n_steps: int) -> int:
         """Forward+backward evaluations one row costs (sizes the token budget chunks)."""
-        return n_steps if self.uses_steps else 1
+        return max(n_steps, 1) if self.uses_steps else 1
 
-    def attribute(
-        self, batch: Batch, n_steps: int, internal_batch_size: int, integration_method: str
-    ) -> MethodOutput:
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
+        """Scores for `batch`.
+
+        Args:
+            batch: a padded micro-batch.
+            n_steps: integration steps (0 unless `uses_steps`).
+            internal_batch_size: examples per forward+backward chunk the token budget allows
+                (Captum's `internal_batch_size`; `evals_per_row` sizes it).
+
+        Returns:
+            `token_attr` `[batch, seq_len]`; `delta` `[batch]` exactly when `has_delta`; the
+            declared `extras`.
+        """
         raise NotImplementedError
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -176,33 +213,42 @@ class AttributionMethod:
         return self.loaded.word_embeddings(ids)
 
 
+class PathMethod(AttributionMethod):
+    """An integrating Captum method (IG, LIG, LayerConductance): steps, a delta, and
+    `attribution.integration_method` as its own option."""
+
+    uses_steps = True
+    has_delta = True
+
+    def __init__(self, forward: ModelForward, integration_method: str = "gausslegendre"):
+        super().__init__(forward)
+        self.integration_method = integration_method
+
+    @classmethod
+    def from_config(cls, forward: ModelForward, attribution) -> AttributionMethod:
+        return cls(forward, attribution.integration_method)
+
+    def integrate(
+        self, captum_method, inputs, baselines, batch: Batch, n_steps: int, internal_batch_size: int
+    ):
+        """Call `captum_method.attribute` the way every method here does: per-row targets, the
+        attention mask as extra forward argument, the delta returned.
+
+        Returns:
+            `(attributions, delta)` as Captum gives them.
+        """
+        return captum_method.attribute(
+            inputs=inputs,
+            baselines=baselines,
+            target=batch.targets,
+            additional_forward_args=(batch.attention_mask,),
+            n_steps=n_steps,
+            method=self.integration_method,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
+
+
 def hidden_sum(attr: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Sum over the hidden axis, `[batch, seq_len, hidden]` -> `[batch, seq_len]`, pads set to 0."""
     return attr.float().sum(dim=-1) * attention_mask.to(torch.float32)
-
-
-def integrate(
-    captum_method,
-    inputs,
-    baselines,
-    batch: Batch,
-    n_steps: int,
-    internal_batch_size: int,
-    integration_method: str,
-):
-    """Call an integrating Captum method (IG, LIG, LayerConductance) the way every method here
-    does: per-row targets, the attention mask as extra forward argument, delta returned.
-
-    Returns:
-        `(attributions, delta)` as Captum gives them.
-    """
-    return captum_method.attribute(
-        inputs=inputs,
-        baselines=baselines,
-        target=batch.targets,
-        additional_forward_args=(batch.attention_mask,),
-        n_steps=n_steps,
-        method=integration_method,
-        internal_batch_size=internal_batch_size,
-        return_convergence_delta=True,
-    )

@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raysattr.attribution import AttributionEngine, EngineSettings
-from raysattr.attribution.registry import attn_implementation, load_method_modules
+from raysattr.attribution import AttributionEngine
 from raysattr.attribution.table import results_to_table
 from raysattr.config import RunConfig
 from raysattr.io.results import ResumeKeys
 from raysattr.io.rundir import RunDir
 from raysattr.io.scan import mark_later_copies
 from raysattr.io.sources import read_file
-from raysattr.models import load_model, load_tokenizer
+from raysattr.models import load_tokenizer
 from raysattr.models.check import scheme_tokenizer
 from raysattr.tokenize import TokenizedRow, error_row
 
@@ -156,10 +155,8 @@ class AttributeStage:
         import torch
 
         device = "cuda" if cfg.compute.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
-        load_method_modules(cfg.attribution.method_modules)
-        attn = attn_implementation(cfg.attribution.method)
-        self.loaded = load_model(cfg.model, device, attn)
-        self.engine = AttributionEngine(self.loaded, EngineSettings.from_config(cfg))
+        self.engine = AttributionEngine.load(cfg, device)  # imports attribution.method_modules
+        self.loaded = self.engine.loaded
         self.cfg, self.run_id, self.calls = cfg, run_id, 0
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -8,29 +8,41 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from raysattr.attribution.agreement import agreement_table
-from raysattr.attribution.base import AttributionMethod, Batch, MethodOutput
+from raysattr.attribution.agreement import AGREEMENT_KEYS, agreement_table
+from raysattr.attribution.base import PER_ROW, PER_TOKEN, AttributionMethod, Batch, MethodOutput
 from raysattr.attribution.registry import get_method, register
 
 
 @register("attention")
 class AttentionSummary(AttributionMethod):
-    uses_steps = True  # the compared attribution integrates
-    needs_eager_attention = True
+    """Attention received per token beside the attribution of a compared method (`compare`,
+    from `attribution.compare_method` with that method's own options); steps and delta are the
+    compared method's."""
 
-    def __init__(self, forward, compare_method: str = "lig"):
+    needs_eager_attention = True
+    uses_steps = True  # the default compared method, lig, integrates; set per instance below
+    has_delta = True
+    extras = {
+        "attention_last": PER_TOKEN,
+        "attention_all": PER_TOKEN,
+        "token_attr_compare": PER_TOKEN,
+        **{f"agree_{layer}_{key}": PER_ROW for layer in ("last", "all") for key in AGREEMENT_KEYS},
+    }
+
+    def __init__(self, forward, compare: AttributionMethod | None = None):
         super().__init__(forward)
-        if compare_method == "attention":
-            raise ValueError("attribution.compare_method cannot be 'attention' itself")
-        self.compare = get_method(compare_method)(forward)
-        self.has_delta = self.compare.has_delta
+        self.compare = compare if compare is not None else get_method("lig")(forward)
+        self.uses_steps, self.has_delta = self.compare.uses_steps, self.compare.has_delta
         model = self.loaded.model
         if getattr(model.config, "_attn_implementation", "eager") != "eager":
             model.set_attn_implementation("eager")  # SDPA kernels return no weights
 
     @classmethod
-    def from_settings(cls, forward, settings):
-        return cls(forward, settings.compare_method)
+    def from_config(cls, forward, attribution):
+        if get_method(attribution.compare_method) is cls:
+            raise ValueError("attribution.compare_method cannot be 'attention' itself")
+        compare = get_method(attribution.compare_method).from_config(forward, attribution)
+        return cls(forward, compare)
 
     def evals_per_row(self, n_steps: int) -> int:
         return self.compare.evals_per_row(n_steps) + 1
@@ -52,8 +64,8 @@ class AttentionSummary(AttributionMethod):
         ]
         return per_layer[-1], torch.stack(per_layer).mean(dim=0)
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
-        compared = self.compare.attribute(batch, n_steps, internal_batch_size, integration_method)
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
+        compared = self.compare.attribute(batch, n_steps, internal_batch_size)
         last, every = self.received(batch)
         attr = compared.token_attr.detach().cpu().numpy()
         extras = {

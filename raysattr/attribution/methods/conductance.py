@@ -8,22 +8,21 @@ import torch
 from captum.attr import LayerConductance
 
 from raysattr.attribution.base import (
-    AttributionMethod,
+    PER_LAYER_TOKEN,
     Batch,
     MethodOutput,
+    PathMethod,
     hidden_sum,
-    integrate,
 )
 from raysattr.attribution.registry import register
 
 
 @register("layer_conductance")
-class LayerConductancePerLayer(AttributionMethod):
-    has_delta = True
-    uses_steps = True
+class LayerConductancePerLayer(PathMethod):
+    extras = {"layer_attr": PER_LAYER_TOKEN}
 
-    def __init__(self, forward):
-        super().__init__(forward)
+    def __init__(self, forward, integration_method: str = "gausslegendre"):
+        super().__init__(forward, integration_method)
         self.layers = self.loaded.encoder_layers()
         self.captum = [LayerConductance(forward.from_embeds, layer) for layer in self.layers]
 
@@ -31,14 +30,12 @@ class LayerConductancePerLayer(AttributionMethod):
         # Each layer is a separate integral; chunks are sized for one layer at a time.
         return n_steps + 1
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
         with torch.no_grad():
             inputs, baselines = self.embed(batch.input_ids), self.embed(batch.baseline_ids)
         per_layer, deltas = [], []
         for lc in self.captum:
-            attr, delta = integrate(
-                lc, inputs, baselines, batch, n_steps, internal_batch_size, integration_method
-            )
+            attr, delta = self.integrate(lc, inputs, baselines, batch, n_steps, internal_batch_size)
             per_layer.append(hidden_sum(attr, batch.attention_mask))
             deltas.append(delta.detach().float())
         matrix = torch.stack(per_layer, dim=1)  # [batch, layers, seq_len]

@@ -25,7 +25,7 @@ class _EmbeddingGradient(AttributionMethod):
         super().__init__(forward)
         self.captum = self.captum_class(forward.from_embeds)
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
         with torch.no_grad():
             inputs = self.embed(batch.input_ids)
         attr = self.captum.attribute(
@@ -73,7 +73,7 @@ class EmbeddingDeepLift(AttributionMethod):
     def evals_per_row(self, n_steps: int) -> int:
         return 2  # input and baseline run together
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
         with torch.no_grad():
             inputs, baselines = self.embed(batch.input_ids), self.embed(batch.baseline_ids)
         attr, delta = self.captum.attribute(

@@ -6,54 +6,38 @@ from __future__ import annotations
 import torch
 from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
-from raysattr.attribution.base import (
-    AttributionMethod,
-    Batch,
-    MethodOutput,
-    hidden_sum,
-    integrate,
-)
+from raysattr.attribution.base import PER_TOKEN, Batch, MethodOutput, PathMethod, hidden_sum
 from raysattr.attribution.registry import register
 
 
 @register("lig")
-class LayerIG(AttributionMethod):
+class LayerIG(PathMethod):
     """LIG on `base_model.embeddings` (the seeds' recipe, with a per-row forward)."""
 
-    has_delta = True
-    uses_steps = True
-
-    def __init__(self, forward):
-        super().__init__(forward)
+    def __init__(self, forward, integration_method: str = "gausslegendre"):
+        super().__init__(forward, integration_method)
         self.captum = LayerIntegratedGradients(forward.from_ids, self.loaded.embeddings)
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
-        attr, delta = integrate(
-            self.captum,
-            batch.input_ids,
-            batch.baseline_ids,
-            batch,
-            n_steps,
-            internal_batch_size,
-            integration_method,
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
+        attr, delta = self.integrate(
+            self.captum, batch.input_ids, batch.baseline_ids, batch, n_steps, internal_batch_size
         )
         return MethodOutput(hidden_sum(attr, batch.attention_mask), delta.detach().float())
 
 
 @register("lig_multi")
-class LayerIGMulti(AttributionMethod):
+class LayerIGMulti(PathMethod):
     """LIG on the word, position and token-type embedding layers at once (BERT tutorial style).
 
     Baselines: the baseline ids for words, position 0 (or the padding index for RoBERTa-style
     models) for positions, segment 0 for token types. `token_attr` is the sum of the parts;
-    extras hold each part per token.
+    extras hold each part per token (the parts the model has).
     """
 
-    has_delta = True
-    uses_steps = True
+    extras = {f"token_attr_{part}": PER_TOKEN for part in ("word", "position", "token_type")}
 
-    def __init__(self, forward):
-        super().__init__(forward)
+    def __init__(self, forward, integration_method: str = "gausslegendre"):
+        super().__init__(forward, integration_method)
         emb = self.loaded.embeddings
         parts = {
             "word": emb.word_embeddings,
@@ -70,19 +54,18 @@ class LayerIGMulti(AttributionMethod):
         positions = position_ids if "position" in self.parts else None
         return self.forward.from_ids(input_ids, attention_mask, types, positions)
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
         positions = torch.arange(batch.seq_len, device=batch.input_ids.device)
         positions = (positions + self.position_offset).expand_as(batch.input_ids)
         base_positions = torch.full_like(positions, max(self.position_offset - 1, 0))
         types = torch.zeros_like(batch.input_ids)
-        attrs, delta = integrate(
+        attrs, delta = self.integrate(
             self.captum,
             (batch.input_ids, positions, types),
             (batch.baseline_ids, base_positions, types),
             batch,
             n_steps,
             internal_batch_size,
-            integration_method,
         )
         scores = [hidden_sum(a, batch.attention_mask) for a in attrs]
         extras = {
@@ -99,26 +82,17 @@ def _offset_positions(config) -> bool:
 
 
 @register("ig")
-class EmbeddingIG(AttributionMethod):
+class EmbeddingIG(PathMethod):
     """IG on the input word embeddings (position/type embeddings are left to the model)."""
 
-    has_delta = True
-    uses_steps = True
-
-    def __init__(self, forward):
-        super().__init__(forward)
+    def __init__(self, forward, integration_method: str = "gausslegendre"):
+        super().__init__(forward, integration_method)
         self.captum = IntegratedGradients(forward.from_embeds)
 
-    def attribute(self, batch: Batch, n_steps, internal_batch_size, integration_method):
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
         with torch.no_grad():
             inputs, baselines = self.embed(batch.input_ids), self.embed(batch.baseline_ids)
-        attr, delta = integrate(
-            self.captum,
-            inputs,
-            baselines,
-            batch,
-            n_steps,
-            internal_batch_size,
-            integration_method,
+        attr, delta = self.integrate(
+            self.captum, inputs, baselines, batch, n_steps, internal_batch_size
         )
         return MethodOutput(hidden_sum(attr, batch.attention_mask), delta.detach().float())
