@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from raysattr.attribution.registry import check_methods
@@ -86,20 +87,38 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "run":
         return _run(load(args.config, args.overrides))
-    if args.command == "aggregate":
-        return _aggregate(args.output, load(args.config, args.overrides))
-    if args.command == "qc":
-        cfg = load(args.config, args.overrides)
-        check_methods(cfg.attribution)
-        return _qc(args.output, cfg)
     if args.command == "audit":
         return _audit(load(args.config, args.overrides))
-    if args.command == "report":
+    if args.command == "demo":
+        return _demo(args.out, args.overrides)
+    cfg = load(args.config, args.overrides)
+    # aggregate, qc and report rewrite files of an existing output: they hold its lease too, so
+    # they never interleave with a run (or each other) writing there.
+    with _holding(args.output, args.command, cfg.output.lease_ttl_s):
+        if args.command == "aggregate":
+            return _aggregate(args.output, cfg)
+        if args.command == "qc":
+            check_methods(cfg.attribution)
+            return _qc(args.output, cfg)
         from raysattr.report.build import build_report
 
-        print(build_report(args.output, load(args.config, args.overrides).report))
+        print(build_report(args.output, cfg.report))
         return 0
-    return _demo(args.out, args.overrides)
+
+
+@contextmanager
+def _holding(output: str, command: str, ttl_s: float):
+    from raysattr.errors import OutputError
+    from raysattr.io.rundir import RunDir, new_run_id
+
+    folder = RunDir(output)
+    if not folder.present():
+        raise OutputError("no such output folder", f"OUTPUT={output!r}", "give a run's output.uri")
+    lease = folder.acquire_lease(f"{command}-{new_run_id()}", ttl_s)
+    try:
+        yield lease
+    finally:
+        lease.release()
 
 
 def _report_failure(exc: BaseException, debug: bool) -> int:
@@ -172,7 +191,7 @@ def _audit(cfg) -> int:
 
 
 def _qc(output: str, cfg) -> int:
-    from raysattr.audit.faithfulness import faithfulness
+    from raysattr.qc import faithfulness
 
     qc = faithfulness(output, cfg).summary
     comp, suff = qc["aopc_comprehensiveness"], qc["aopc_sufficiency"]

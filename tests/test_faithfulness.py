@@ -20,17 +20,12 @@ from raysattr.attribution import AttributionEngine, EngineSettings
 from raysattr.attribution.base import ModelForward
 from raysattr.attribution.budget import TokenBudget
 from raysattr.attribution.table import results_to_table
-from raysattr.audit.faithfulness import (
-    QC_SCHEMA,
-    faithfulness,
-    fraction_counts,
-    predict_scores,
-    row_variants,
-    sample_keys,
-)
 from raysattr.config import RunConfig
 from raysattr.models import load_model
 from raysattr.pipeline.stages import length_bucket
+from raysattr.qc import faithfulness
+from raysattr.qc.curves import QC_SCHEMA, fraction_counts, predict_scores, row_variants
+from raysattr.qc.sampling import sample_keys
 from raysattr.tokenize import make_tokenizer
 
 N_ROWS = 80  # single-window rows attributed

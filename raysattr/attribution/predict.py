@@ -1,13 +1,19 @@
-"""One batched, padded, budgeted forward pass over token-id rows, with failures kept per row.
+"""One batched, padded, budgeted forward pass over token-id rows: `predict_rows`.
 
-The engine predicts every segment before attributing it. One bad row (a token id past the
-embedding, say) used to raise for the whole block; now out-of-memory halves the token budget and
-retries, and any other failure retries the micro-batch row by row, so only the failing row is lost.
+Every prediction in raysattr goes through it: the engine's probabilities before attributing
+(`BatchPredictor`, failures kept per row), the faithfulness check's target scores
+(`raysattr.qc.curves.predict_scores`) and the demo trainer's held-out predictions. Rows are sorted
+by length, cut into chunks that fit the token budget, right-padded to the chunk's longest row with
+an attention mask (`pad_batch`, which the trainer also uses for its training batches) and scored;
+results land in input order. Out-of-memory halves the budget and retries the chunk; any other
+failure raises, or, when failures are kept, retries the chunk row by row so only the failing row
+is lost (one bad row, a token id past the embedding say, used to fail a whole block).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,30 +21,125 @@ import torch
 
 from raysattr.attribution.budget import ChunkPlan, TokenBudget, is_out_of_memory
 
-
-@dataclass
-class Prediction:
-    """Softmax probabilities per row and the rows that failed.
-
-    Attributes:
-        probs: `[n_rows, n_classes]` float32; NaN on failed rows.
-        failures: row index -> `(error code, message)`.
-    """
-
-    probs: np.ndarray
-    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
+# (input_ids [rows, seq_len], attention_mask [rows, seq_len], row indices) -> [rows, ...] values
+ScoreFn = Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
 
 
 def pad_batch(
-    sequences: list[np.ndarray], pad_id: int, device: torch.device
+    sequences: Sequence[np.ndarray], pad_id: int, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to `[batch, max_len]` ids and attention mask on `device`."""
+    """Right-pad rows to the longest one.
+
+    Args:
+        sequences: `[seq_len]` ids each (specials included); at least one.
+        pad_id: id written after each row's end.
+        device: where the tensors go.
+
+    Returns:
+        `(input_ids, attention_mask)`, each `[batch, max_len]` int64; the mask is 1 on real tokens.
+    """
+    if not len(sequences):
+        raise ValueError("pad_batch requires at least one sequence; got 0")
     width = max(len(s) for s in sequences)
     ids = np.full((len(sequences), width), pad_id, np.int64)
     mask = np.zeros((len(sequences), width), np.int64)
     for j, s in enumerate(sequences):
         ids[j, : len(s)], mask[j, : len(s)] = s, 1
     return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+
+def predict_rows(
+    score: ScoreFn,
+    sequences: Sequence[np.ndarray],
+    out: np.ndarray,
+    pad_id: int,
+    device: torch.device | str = "cpu",
+    budget: TokenBudget | None = None,
+    max_rows: int = 64,
+    keep_failures: bool = False,
+) -> dict[int, tuple[str, str]]:
+    """Score `sequences` in length-sorted, padded chunks under `torch.no_grad`.
+
+    Args:
+        score: `(input_ids, attention_mask, rows)` -> `[len(rows), ...]` values for one padded
+            chunk; `rows` index `sequences` (to pick per-row targets, say).
+        sequences: `[seq_len]` ids each, specials included.
+        out: `[len(sequences), ...]` array filled in place, in input order; rows that fail are
+            left untouched.
+        pad_id: padding token id.
+        device: where the ids go.
+        budget: sizes the chunks (one forward-only evaluation per row) and is halved on
+            out-of-memory; None = `max_rows` rows per chunk and out-of-memory is raised.
+        max_rows: most rows per chunk.
+        keep_failures: False = any error but a recoverable out-of-memory is raised. True = a
+            failing chunk is retried row by row, and a row that still fails is returned.
+
+    Returns:
+        row index -> `(error code, message)` of the rows that failed (`oom` or
+        `attribution_failed`); always empty when `keep_failures` is False.
+
+    Raises:
+        ValueError: `out` does not have one entry per sequence.
+    """
+    if len(out) != len(sequences):
+        raise ValueError(f"out has {len(out)} rows; expected one per sequence ({len(sequences)})")
+    run = _ChunkRunner(score, sequences, out, pad_id, device, budget, keep_failures)
+    pending = deque(sorted(range(len(sequences)), key=lambda i: len(sequences[i])))
+    while pending:
+        # Sorted ascending: the last candidate is the longest, so its plan is safe for all.
+        last = pending[min(max_rows, len(pending)) - 1]
+        rows = budget.plan(len(sequences[last]), 1, max_rows).rows if budget else max_rows
+        run([pending.popleft() for _ in range(min(rows, len(pending)))], pending)
+    return run.failures
+
+
+@dataclass
+class _ChunkRunner:
+    """One `predict_rows` call's state: what to score, where results and failures go."""
+
+    score: ScoreFn
+    sequences: Sequence[np.ndarray]
+    out: np.ndarray
+    pad_id: int
+    device: torch.device | str
+    budget: TokenBudget | None
+    keep_failures: bool
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def __call__(self, chunk: list[int], pending: deque) -> None:
+        ids, mask = pad_batch([self.sequences[i] for i in chunk], self.pad_id, self.device)
+        try:
+            with torch.no_grad():
+                values = self.score(ids, mask, chunk)
+        except Exception as exc:  # noqa: BLE001 - retried, isolated, or raised below
+            if not self._recover(exc, chunk, pending, int(ids.shape[1])):
+                raise
+            return
+        self.out[chunk] = values.detach().cpu().numpy()
+
+    def _recover(self, exc: Exception, chunk: list[int], pending: deque, seq_len: int) -> bool:
+        """Handle a failed chunk; False = the error is to be raised."""
+        if is_out_of_memory(exc) and self.budget is not None:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if self.budget.on_oom(ChunkPlan(len(chunk), len(chunk)), seq_len):
+                pending.extendleft(reversed(chunk))
+                return True
+        if not self.keep_failures:
+            return False
+        if is_out_of_memory(exc):
+            self.failures[chunk[0]] = (
+                "oom",
+                f"out of memory predicting one row of {seq_len} tokens; use a larger device or "
+                "tokenize.long_policy=window",
+            )
+        elif len(chunk) > 1:  # isolate the row that fails
+            for i in chunk:
+                self([i], pending)
+        else:
+            message = f"prediction failed: {type(exc).__name__}: {exc}"
+            self.failures[chunk[0]] = ("attribution_failed", message)
+        return True
 
 
 def out_of_range_token(ids: np.ndarray, embedding_rows: int) -> str | None:
@@ -59,8 +160,21 @@ def out_of_range_token(ids: np.ndarray, embedding_rows: int) -> str | None:
     )
 
 
+@dataclass
+class Prediction:
+    """Softmax probabilities per row and the rows that failed.
+
+    Attributes:
+        probs: `[n_rows, n_classes]` float32; NaN on failed rows.
+        failures: row index -> `(error code, message)`.
+    """
+
+    probs: np.ndarray
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
 class BatchPredictor:
-    """Predicts rows in length-sorted micro-batches under the token budget.
+    """The engine's prediction: softmax probabilities through `predict_rows`, failures per row.
 
     Args:
         forward: a `ModelForward` (only `logits(ids, mask)` is used).
@@ -76,42 +190,19 @@ class BatchPredictor:
 
     def __call__(self, sequences: list[np.ndarray], n_classes: int) -> Prediction:
         """Predict `sequences` (`[seq_len]` ids each, specials included)."""
-        result = Prediction(np.full((len(sequences), n_classes), np.nan, np.float32))
-        pending = deque(sorted(range(len(sequences)), key=lambda i: len(sequences[i])))
-        while pending:
-            # Sorted ascending: the last candidate is the longest, so its plan is safe for all.
-            last = pending[min(self.max_rows, len(pending)) - 1]
-            rows = self.budget.plan(len(sequences[last]), 1, self.max_rows).rows
-            chunk = [pending.popleft() for _ in range(min(rows, len(pending)))]
-            self._run(sequences, chunk, pending, result)
-        return result
+        probs = np.full((len(sequences), n_classes), np.nan, np.float32)
 
-    def _run(self, sequences, chunk: list[int], pending: deque, result: Prediction) -> None:
-        ids, mask = pad_batch([sequences[i] for i in chunk], self.pad_id, self.device)
-        try:
-            with torch.no_grad():
-                logits = self.forward.logits(ids, mask)
-        except Exception as exc:  # noqa: BLE001 - one bad row must not abort the block
-            self._recover(exc, sequences, chunk, pending, result, int(ids.shape[1]))
-            return
-        result.probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        def softmax(ids: torch.Tensor, mask: torch.Tensor, rows: list[int]) -> torch.Tensor:
+            return torch.softmax(self.forward.logits(ids, mask).float(), dim=-1)
 
-    def _recover(self, exc, sequences, chunk, pending, result, seq_len: int) -> None:
-        if is_out_of_memory(exc):
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if self.budget.on_oom(ChunkPlan(len(chunk), len(chunk)), seq_len):
-                pending.extendleft(reversed(chunk))
-                return
-            result.failures[chunk[0]] = (
-                "oom",
-                f"out of memory predicting one row of {seq_len} tokens; use a larger device or "
-                "tokenize.long_policy=window",
-            )
-            return
-        if len(chunk) > 1:  # isolate the row that fails
-            for i in chunk:
-                self._run(sequences, [i], pending, result)
-            return
-        message = f"prediction failed: {type(exc).__name__}: {exc}"
-        result.failures[chunk[0]] = ("attribution_failed", message)
+        failures = predict_rows(
+            softmax,
+            sequences,
+            probs,
+            self.pad_id,
+            self.device,
+            self.budget,
+            self.max_rows,
+            keep_failures=True,
+        )
+        return Prediction(probs, failures)

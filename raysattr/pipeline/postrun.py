@@ -74,7 +74,7 @@ def full_statistics(cfg: RunConfig, output_uri: str) -> dict:
 
 def faithfulness_task(cfg: RunConfig, output_uri: str) -> dict:
     """Deletion/insertion curves as one Ray task with an actor's resources."""
-    from raysattr.audit.faithfulness import faithfulness
+    from raysattr.qc import faithfulness
 
     def task():
         return faithfulness(output_uri, cfg).summary
