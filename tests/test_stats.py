@@ -3,6 +3,7 @@ and ground truth — a planted motif ranks first, a negative control yields noth
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,18 @@ from scipy.stats import false_discovery_control, hypergeom
 from raysattr.config import StatsConfig
 from raysattr.demo.data import DatasetSpec, generate, write
 from raysattr.demo.train import TrainSpec, train_classifier
+from raysattr.io.rundir import STATS_FILES
+from raysattr.stats.accumulators import (
+    ACCUMULATORS,
+    STATE_VERSION,
+    Accumulator,
+    output_files,
+    state_version,
+)
 from raysattr.stats.enrichment import bh_log_q, log_sf
 from raysattr.stats.motifs import read_meme
-from raysattr.stats.passes import StatsSettings, first_pass, second_pass
-from raysattr.stats.run import compute_statistics
+from raysattr.stats.passes import StatsSettings, compute_state, first_pass, second_pass
+from raysattr.stats.run import compute_statistics, finalize, load_state, save_state
 from tests.conftest import DNA_MOTIF, PROTEIN_MOTIF
 from tests.factories import attribute_without_ray
 
@@ -104,6 +113,62 @@ def test_position_moments_match_numpy(settings):
     assert int(row["count"].iloc[0]) == len(at5)
     assert row["mean"].iloc[0] == pytest.approx(np.mean(at5), rel=1e-6)
     assert row["std"].iloc[0] == pytest.approx(np.std(at5), rel=1e-5)
+
+
+# A statistic added by one table entry: the longest scored row (merges with max, in any order).
+class _Longest(int):
+    def __add__(self, other):
+        return _Longest(max(self, other))
+
+
+LONGEST = Accumulator(
+    "longest",
+    1,
+    lambda b: _Longest(b.flat.lengths.max(initial=0)),
+    outputs=lambda v, d: {"longest.json": {"residues": int(v)}},
+    summary=lambda v, d: {"longest_row": int(v)},
+    files=("longest.json",),
+)
+
+
+def test_the_state_version_follows_the_accumulator_table():
+    assert state_version(list(ACCUMULATORS)) == STATE_VERSION  # unchanged list, same version
+    assert state_version(ACCUMULATORS[::-1]) == STATE_VERSION  # order is not content
+    assert state_version([*ACCUMULATORS, LONGEST]) != STATE_VERSION  # a new statistic
+    bumped = [replace(a, version=a.version + 1) if a.name == "kmers" else a for a in ACCUMULATORS]
+    assert state_version(bumped) != STATE_VERSION  # a partial that changed shape
+    moved = [replace(a, pass_no=2) if a.name == "rows" else a for a in ACCUMULATORS]
+    assert state_version(moved) != STATE_VERSION
+    with pytest.raises(ValueError, match="unique"):
+        state_version([*ACCUMULATORS, ACCUMULATORS[0]])
+
+
+def test_the_stats_files_of_the_run_folder_are_the_tables_outputs():
+    assert set(STATS_FILES) == {*output_files(ACCUMULATORS), "stats.json"}
+
+
+def test_a_registered_accumulator_is_computed_merged_and_written(tmp_path, settings):
+    (tmp_path / "attributions").mkdir()
+    for seed, n in enumerate([30, 45]):
+        pq.write_table(synthetic_block(n, seed), tmp_path / "attributions" / f"part-{seed}.parquet")
+    table = [*ACCUMULATORS, LONGEST]
+    state = compute_state(str(tmp_path), settings, accumulators=table)
+    ok = [len(b) for seed, n in enumerate([30, 45]) for b in _ok_attrs(synthetic_block(n, seed))]
+    assert state.first.longest == max(ok)
+    outputs = finalize(state, table)
+    assert outputs["longest.json"] == {"residues": max(ok)}
+    assert outputs["stats.json"]["longest_row"] == max(ok)
+    assert {*outputs} - {"longest.json"} == {*finalize(compute_state(str(tmp_path), settings))}
+    save_state(str(tmp_path), state)
+    assert load_state(str(tmp_path), table).first.longest == max(ok)
+    assert load_state(str(tmp_path)) is None  # built by another table: a full audit instead
+    with pytest.raises(ValueError, match="other accumulators"):
+        finalize(state)
+
+
+def _ok_attrs(block: pa.Table) -> list:
+    ok = block.filter(pa.compute.equal(block.column("status"), "ok"))
+    return ok.column("residue_attr").to_pylist()
 
 
 def test_hypergeometric_tail_and_bh_match_scipy():

@@ -3,6 +3,7 @@
 Files (columns in the README "Statistics"): position_stats.parquet, motif_stats.parquet,
 seqlets.parquet, motifs.meme (DNA/protein), agreement_stats.parquet and layer_stats.parquet (when
 those methods ran), stats.json, and stats_state.pkl (merged partials, for incremental audits).
+Each file but the last two comes from an entry of `raysattr.stats.accumulators.ACCUMULATORS`.
 """
 
 from __future__ import annotations
@@ -10,24 +11,25 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import pyarrow as pa
 
 from raysattr.config import StatsConfig
 from raysattr.io.rundir import STATS_FILES, STATS_STATE, SUMMARY, RunDir
-from raysattr.stats.enrichment import motif_table
-from raysattr.stats.flat import SCHEME_ALPHABET, infer_alphabet
-from raysattr.stats.motifs import group_seqlets, to_meme
-from raysattr.stats.passes import (
-    STATE_VERSION,
-    MapFn,
-    StatsSettings,
-    StatsState,
-    compute_state,
-    file_batches,
-    local_map,
+from raysattr.stats.accumulators import (
+    ACCUMULATORS,
+    Accumulator,
+    Finished,
+    output_files,
+    state_version,
 )
+from raysattr.stats.flat import SCHEME_ALPHABET, infer_alphabet
+from raysattr.stats.passes import MapFn, StatsState, compute_state, file_batches, local_map
+from raysattr.stats.settings import StatsSettings
+
+STATS_JSON = "stats.json"
 
 log = logging.getLogger("raysattr")
 
@@ -42,68 +44,56 @@ def resolve_alphabet(setting: str, output_uri: str) -> str:
     if scheme in SCHEME_ALPHABET:
         return SCHEME_ALPHABET[scheme]
     files = RunDir(output_uri).part_files()
-    for table in file_batches(files[0], output_uri, 256, False) if files else []:
+    for table in file_batches(files[0], output_uri, 256) if files else []:
         return infer_alphabet([s for s in table.column("sequence").to_pylist() if s])
     return "text"
 
 
-def finalize(state: StatsState) -> dict:
-    """Output tables/texts from a merged state: `{file name: pa.Table | str | dict}`."""
+def finalize(
+    state: StatsState, accumulators: Sequence[Accumulator] = ACCUMULATORS
+) -> dict[str, pa.Table | str | dict]:
+    """Output tables/texts from a merged state: `{file name: pa.Table | str | dict}`, each
+    accumulator's files and `stats.json` (its keys from the accumulators of pass 1, then the
+    alphabet, class source and threshold, then those of pass 2, then files and settings).
+
+    Raises:
+        ValueError: no rows were aggregated, or `state` was built by other accumulators.
+    """
     st, first, second = state.settings, state.first, state.second
     if first is None or second is None:
         raise ValueError("no ok attribution rows to aggregate")
-    motifs_tbl = motif_table(
-        second.kmers, second.class_rows, st.class_by, st.min_occurrences, st.alpha
-    )
-    seq_cols = second.seqlets.sorted_cols()
-    motifs, motif_of = group_seqlets(
-        seq_cols, motifs_tbl, st.alphabet, st.top_motifs, st.min_motif_seqlets
-    )
-    out: dict = {
-        "position_stats.parquet": first.positions.table(),
-        "motif_stats.parquet": motifs_tbl,
-        "seqlets.parquet": second.seqlets.table(motif_of),
-    }
-    for name, table in (
-        ("agreement_stats.parquet", first.agreement.table()),
-        ("layer_stats.parquet", first.layers.table()),
-    ):
-        if table is not None:
-            out[name] = table
-    if st.alphabet != "text":
-        out["motifs.meme"] = to_meme(motifs, st.alphabet, second.letters.astype(float))
-    sig = motifs_tbl.filter(motifs_tbl.column("significant"))
-    out["stats.json"] = {
-        "rows": first.rows,
+    if state.version != state_version(accumulators):
+        raise ValueError("the statistics state was built by other accumulators")
+    done = Finished(st, state.threshold, {**first.values, **second.values})
+    out: dict = {}
+    summary: dict[int, dict] = {1: {}, 2: {}}
+    for acc in accumulators:
+        value = done.merged[acc.name]
+        produced = acc.outputs(value, done)
+        if unknown := set(produced) - set(acc.files):
+            raise RuntimeError(f"accumulator {acc.name!r} wrote undeclared files {unknown}")
+        out.update(produced)
+        summary[acc.pass_no].update(acc.summary(value, done))
+    out[STATS_JSON] = {
+        **summary[1],
         "alphabet": st.alphabet,
         "class_source": st.class_by,
         "threshold": state.threshold,
-        "n_seqlets": second.seqlets.n_found,
-        "n_seqlets_kept": len(seq_cols.get("ids", [])),
-        "n_significant": sig.num_rows,
-        "top_motifs": sig.column("motif").to_pylist()[:10],
-        "motifs": [
-            {
-                "name": m.name,
-                "consensus": m.consensus,
-                "seed": m.seed,
-                "class": m.klass,
-                "nsites": m.nsites,
-            }
-            for m in motifs
-        ],
+        **summary[2],
         "files": len(state.files),
         "settings": asdict(st),
     }
     return out
 
 
-def write_outputs(output_uri: str, outputs: dict) -> None:
+def write_outputs(
+    output_uri: str, outputs: dict, accumulators: Sequence[Accumulator] = ACCUMULATORS
+) -> None:
     """Write finalized outputs, each whole (one PUT per file on S3), and remove statistics
     files of an earlier aggregation that this one does not produce (e.g. another method's
     layer_stats)."""
     out = RunDir(output_uri)
-    for stale in STATS_FILES:
+    for stale in dict.fromkeys([*STATS_FILES, *output_files(accumulators)]):
         if stale not in outputs:
             out.remove(stale)
     for name, value in outputs.items():
@@ -119,13 +109,20 @@ def save_state(output_uri: str, state: StatsState) -> None:
     RunDir(output_uri).write_bytes(STATS_STATE, pickle.dumps(state))
 
 
-def load_state(output_uri: str) -> StatsState | None:
-    """The saved state of a previous aggregation (None when absent or of another version)."""
+def load_state(
+    output_uri: str, accumulators: Sequence[Accumulator] = ACCUMULATORS
+) -> StatsState | None:
+    """The saved state of a previous aggregation (None when absent, or built by accumulators
+    of another `state_version`)."""
     data = RunDir(output_uri).read_bytes(STATS_STATE)
     if data is None:
         return None
-    state = pickle.loads(data)
-    return state if getattr(state, "version", None) == STATE_VERSION else None
+    try:
+        state = pickle.loads(data)
+    except (AttributeError, ImportError, pickle.UnpicklingError) as exc:  # classes since renamed
+        log.warning("raysattr: %s/%s not loaded: %s", output_uri, STATS_STATE, exc)
+        return None
+    return state if getattr(state, "version", None) == state_version(accumulators) else None
 
 
 def compute_statistics(output_uri: str, cfg: StatsConfig, map_fn: MapFn = local_map) -> dict:
@@ -140,7 +137,7 @@ def compute_statistics(output_uri: str, cfg: StatsConfig, map_fn: MapFn = local_
     st = StatsSettings.from_config(cfg, resolve_alphabet(cfg.alphabet, output_uri))
     state = compute_state(output_uri, st, map_fn)
     outputs = finalize(state)
-    outputs["stats.json"]["wall_s"] = time.time() - started
+    outputs[STATS_JSON]["wall_s"] = time.time() - started
     write_outputs(output_uri, outputs)
     save_state(output_uri, state)
-    return outputs["stats.json"]
+    return outputs[STATS_JSON]
