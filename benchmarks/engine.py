@@ -73,9 +73,9 @@ from captum.attr import LayerIntegratedGradients
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 from transformers.utils import logging as hf_logging
 
-from raysattr.attribution import AttributionEngine, EngineSettings, RowResult
-from raysattr.attribution.engine import GAP_FLOOR
-from raysattr.config import ModelConfig
+from raysattr.attribution import AttributionEngine, RowResult
+from raysattr.attribution.assemble import GAP_FLOOR
+from raysattr.config import AttributionConfig, ModelConfig
 from raysattr.models import LoadedModel, load_model
 from raysattr.tokenize import TokenizedRow, build_kmer_vocab, make_tokenizer
 
@@ -272,9 +272,12 @@ def _token_evals(rows: list[TokenizedRow], steps: list[int]) -> int:
 
 
 # --------------------------------------------------------------------------------- the engine
-def run_engine(name, loaded, rows, warm, repeats, **settings) -> tuple[VariantRun, list[RowResult]]:
-    """Time `AttributionEngine.run(rows)` after a warm-up run on `warm`."""
-    engine = AttributionEngine(loaded, EngineSettings(method="lig", **settings))
+def run_engine(
+    name, loaded, rows, warm, repeats, dtype="float32", **settings
+) -> tuple[VariantRun, list[RowResult]]:
+    """Time `AttributionEngine.run(rows)` after a warm-up run on `warm` (`settings` are
+    `attribution.*` keys)."""
+    engine = AttributionEngine(loaded, AttributionConfig(method="lig", **settings), dtype=dtype)
     engine.run([warm])
     engine.model_evals = 0
     log = MicroBatchLog(engine)
@@ -306,9 +309,9 @@ class MicroBatchLog:
         self.calls: list[tuple[int, int, int, int]] = []
         inner = engine.method.attribute
 
-        def attribute(batch, n_steps, internal_batch_size, integration_method):
+        def attribute(batch, n_steps, internal_batch_size):
             self.calls.append((batch.size, batch.seq_len, n_steps, internal_batch_size))
-            return inner(batch, n_steps, internal_batch_size, integration_method)
+            return inner(batch, n_steps, internal_batch_size)
 
         engine.method.attribute = attribute
 
