@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raysattr.config import DataConfig
-from raysattr.io.readers import FASTA_ID, read_raw
-from raysattr.io.sources import InputFile, fill_ids, parse_labels, request_for
+from raysattr.io.readers import INPUT_FORMATS, read_raw
+from raysattr.io.sources import InputFile, columns_of, fill_ids, parse_labels, request_for
 
 MAX_EXAMPLES = 20
 DUPLICATE_ID = "duplicate_id"
@@ -95,7 +95,7 @@ def scan_inputs(files: list[InputFile], cfg: DataConfig) -> InputScan:
 def _file_ids(uri: str, cfg: DataConfig) -> Iterator[pa.Array]:
     """The file's ids (filled as `read_file` fills them), chunk by chunk; labels are checked."""
     req = request_for(uri, cfg, light=True)
-    id_col = FASTA_ID if req.fmt == "fasta" else cfg.id_column
+    id_col = columns_of(INPUT_FORMATS[req.fmt], cfg)[0]
     offset = 0
     for table in read_raw(req):
         given = table[id_col] if id_col and id_col in table.column_names else None

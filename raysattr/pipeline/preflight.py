@@ -1,7 +1,7 @@
 """Pre-flight: everything a run can check on the driver before it clears anything or starts
 Ray, so that a typo costs one line and a second, never earlier results.
 
-Order: attribution methods registered → S3 endpoints and buckets reachable → every input file
+Order: attribution methods registered and `data.format` known → S3 endpoints and buckets reachable → every input file
 listed and scanned (readable, configured columns present, labels valid, every id seen once to
 find duplicates) → model files and tokenizer fit the config (without loading the weights) →
 output folder writable. Resources
