@@ -1,11 +1,11 @@
 """Pre-flight: everything a run can check on the driver before it clears anything or starts
 Ray, so that a typo costs one line and a second, never earlier results.
 
-Order: attribution methods registered and `data.format` known → S3 endpoints and buckets reachable → every input file
-listed and scanned (readable, configured columns present, labels valid, every id seen once to
-find duplicates) → model files and tokenizer fit the config (without loading the weights) →
-output folder writable. Resources
-are checked later, once Ray is up (`raysattr.pipeline.resources`).
+Order: attribution methods registered and `data.format` known → S3 endpoints and buckets
+reachable → every input file listed and scanned (readable, configured columns present, labels
+valid, every id seen once to find duplicates) → model files and tokenizer fit the config
+(without loading the weights) → output folder writable. Resources are checked later, once Ray
+is up (`raysattr.pipeline.resources`).
 """
 
 from __future__ import annotations
