@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution import AttributionEngine
 from raysattr.attribution.base import ModelForward
 from raysattr.attribution.budget import TokenBudget
 from raysattr.attribution.table import results_to_table
-from raysattr.config import RunConfig
+from raysattr.config import AttributionConfig, RunConfig, TokenizeConfig
 from raysattr.models import load_model
 from raysattr.pipeline.stages import length_bucket
 from raysattr.qc import faithfulness
@@ -42,16 +42,19 @@ def make_cfg(model_dir, **qc) -> RunConfig:
     return cfg
 
 
-def attribute_part(loaded, table: pa.Table, settings: EngineSettings) -> pa.Table:
+def attribute_part(
+    loaded, table: pa.Table, attribution: AttributionConfig, tokenize: TokenizeConfig | None = None
+) -> pa.Table:
     """What the pipeline's tokenize + attribute stages produce for `table`."""
     tok = make_tokenizer("kmer", loaded.tokenizer, k=6)
     rows = [tok(s) for s in table["sequence"].to_pylist()]
     inputs = table.append_column(
         "residues", pa.array([r.residues for r in rows], pa.string())
     ).append_column("bucket", pa.array([length_bucket(r.n_tokens) for r in rows], pa.int32()))
-    results = AttributionEngine(loaded, settings).run(rows, table["label"].to_pylist())
+    engine = AttributionEngine(loaded, attribution, tokenize)
+    results = engine.run(rows, table["label"].to_pylist())
     provenance = {"run_id": "test", "model_fingerprint": loaded.fingerprint}
-    return results_to_table(results, inputs, settings.method, provenance)
+    return results_to_table(results, inputs, attribution.method, provenance)
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +64,14 @@ def run_dir(dna_model_dir, dna_table, tmp_path_factory):
     (root / "attributions").mkdir()
     loaded = load_model(make_cfg(dna_model_dir).model)
     # A large budget: the CPU default (4,096) makes this tiny model ~5x slower here.
-    fast = EngineSettings(n_steps=8, token_budget=32768)
+    fast = AttributionConfig(n_steps=8, token_budget=32768)
     whole = attribute_part(loaded, dna_table.slice(0, N_ROWS), fast)
     pq.write_table(whole, root / "attributions" / "part-a.parquet")
     odd = dna_table.slice(N_ROWS, N_WINDOWED + 1)
     odd = odd.set_column(1, "sequence", pa.array([*odd["sequence"].to_pylist()[:-1], ""]))
-    windowed = EngineSettings(n_steps=4, max_length=24, long_policy="window", token_budget=32768)
-    pq.write_table(attribute_part(loaded, odd, windowed), root / "attributions" / "part-b.parquet")
+    windowed = TokenizeConfig(max_length=24, long_policy="window")
+    part_b = attribute_part(loaded, odd, AttributionConfig(n_steps=4, token_budget=32768), windowed)
+    pq.write_table(part_b, root / "attributions" / "part-b.parquet")
     return root
 
 

@@ -54,6 +54,7 @@ def predict_rows(
     out: np.ndarray,
     pad_id: int,
     device: torch.device | str = "cpu",
+    *,
     budget: TokenBudget | None = None,
     max_rows: int = 64,
     keep_failures: bool = False,
@@ -201,8 +202,8 @@ class BatchPredictor:
             probs,
             self.pad_id,
             self.device,
-            self.budget,
-            self.max_rows,
+            budget=self.budget,
+            max_rows=self.max_rows,
             keep_failures=True,
         )
         return Prediction(probs, failures)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from raysattr.attribution.predict import pad_batch, predict_rows
 from raysattr.tokenize import build_kmer_vocab, build_protein_vocab, make_tokenizer
 
 METRICS_FILE = "train_metrics.json"
@@ -147,18 +148,18 @@ def encode_rows(table: pa.Table, tokenize: Any, max_content: int) -> tuple[list[
 def collate(
     rows: list[np.ndarray], cls_id: int, sep_id: int, pad_id: int
 ) -> dict[str, torch.Tensor]:
-    """Frame and right-pad content ids.
+    """Frame and right-pad content ids (`attribution.predict.pad_batch`, as the engine pads).
 
     Returns:
         `input_ids` and `attention_mask`, each `[batch, max_tokens + 2]` int64.
     """
-    width = max(len(r) for r in rows) + 2
-    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r) + 2] = [cls_id, *r, sep_id]
-        mask[i, : len(r) + 2] = 1
-    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+    input_ids, mask = pad_batch(frame(rows, cls_id, sep_id), pad_id)
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def frame(rows: list[np.ndarray], cls_id: int, sep_id: int) -> list[np.ndarray]:
+    """`[CLS] + ids + [SEP]` per row, `[n_tokens + 2]` int64 each."""
+    return [np.concatenate([[cls_id], r, [sep_id]]).astype(np.int64) for r in rows]
 
 
 def length_batches(
@@ -238,21 +239,21 @@ def fit(
     return losses
 
 
-@torch.no_grad()
 def predict(
     model: torch.nn.Module,
     rows: list[np.ndarray],
     specials: tuple[int, int, int],
     batch_size: int = 64,
 ) -> np.ndarray:
-    """Predicted class per row, `[n]` int64 (rows batched by length)."""
+    """Predicted class per row, `[n]` int64 (rows batched by length through `predict_rows`)."""
     model.eval()
+    cls_id, sep_id, pad_id = specials
+
+    def predicted_class(ids: torch.Tensor, mask: torch.Tensor, _rows: list[int]) -> torch.Tensor:
+        return model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
+
     preds = np.zeros(len(rows), dtype=np.int64)
-    order = np.argsort([len(r) for r in rows], kind="stable")
-    for i in range(0, len(order), batch_size):
-        batch = order[i : i + batch_size]
-        logits = model(**collate([rows[j] for j in batch], *specials)).logits
-        preds[batch] = logits.argmax(-1).numpy()
+    predict_rows(predicted_class, frame(rows, cls_id, sep_id), preds, pad_id, max_rows=batch_size)
     return preds
 
 

@@ -126,7 +126,7 @@ def predict_scores(
         return forward.from_ids(ids, mask).gather(1, variant_targets[rows, None])[:, 0]
 
     scores = np.zeros(len(sequences), np.float64)
-    predict_rows(target_score, sequences, scores, pad_id, device, budget, max_rows)
+    predict_rows(target_score, sequences, scores, pad_id, device, budget=budget, max_rows=max_rows)
     return np.split(scores, np.cumsum(sizes)[:-1])
 
 

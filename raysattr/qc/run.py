@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import torch
 
-from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution import AttributionEngine
 from raysattr.attribution.budget import TokenBudget
-from raysattr.attribution.registry import attn_implementation, load_method_modules
 from raysattr.config import RunConfig
 from raysattr.io.rundir import QC_SUMMARY, QC_TABLE, RunDir
-from raysattr.models import load_model
 from raysattr.qc.curves import CurveSettings, faithfulness_table
 from raysattr.qc.sampling import read_sample, sample_keys
 from raysattr.qc.summary import baseline_sanity, provenance_checks, summarize
@@ -55,7 +53,9 @@ def faithfulness(
             f"(not eligible: {skipped or 'none'})"
         )
     rows = read_sample(output_uri, keys)
-    engine = _engine(cfg, device)
+    # A fresh replica loaded as the method asks (`attribution.method_modules` imported, eager
+    # attention when it reads attention weights): its forward, baseline and budget are reused.
+    engine = AttributionEngine.load(cfg, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = CurveSettings(engine.baseline_id, tuple(qc.fractions), qc.random_repeats, qc.seed)
     table = faithfulness_table(engine.forward, _forward_budget(engine), rows, settings)
     summary = {
@@ -63,7 +63,7 @@ def faithfulness(
         "n_rows": len(rows),
         "n_eligible": n_eligible,
         "n_skipped": skipped,
-        "baseline_max_abs_attr": baseline_sanity(engine.loaded, engine.settings, rows, sanity_rows),
+        "baseline_max_abs_attr": baseline_sanity(engine, rows, sanity_rows),
         "baseline_sanity_rows": min(sanity_rows, len(rows)),
         **provenance_checks(rows, table, engine.loaded, attribution.output),
         "settings": {**vars(qc), **{k: getattr(attribution, k) for k in SETTINGS_KEYS}},
@@ -71,15 +71,6 @@ def faithfulness(
     }
     write_qc(output_uri, table, summary)
     return QCResult(table, summary)
-
-
-def _engine(cfg: RunConfig, device: str | None) -> AttributionEngine:
-    """The run's method on a fresh model replica (its forward, baseline and budget are reused),
-    loaded the way the method asks (`registry.attn_implementation`)."""
-    load_method_modules(cfg.attribution.method_modules)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    attn = attn_implementation(cfg.attribution.method)
-    return AttributionEngine(load_model(cfg.model, device, attn), EngineSettings.from_config(cfg))
 
 
 def _forward_budget(engine: AttributionEngine) -> TokenBudget:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution import AttributionEngine
 from raysattr.models import LoadedModel
 from raysattr.qc.curves import ORDERS
 from raysattr.tokenize import TokenizedRow
@@ -90,29 +90,29 @@ def _mean(values) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def baseline_sanity(
-    loaded: LoadedModel, settings: EngineSettings, rows: pa.Table, n_rows: int = 4
-) -> float | None:
+def baseline_sanity(engine: AttributionEngine, rows: pa.Table, n_rows: int = 4) -> float | None:
     """Largest |token score| the method gives the all-baseline input of the first `n_rows` rows.
 
     Each row's content is replaced by the baseline token and attributed toward the row's own
-    target, so input == baseline: integrated-gradient methods must return ~0.
+    target with `engine`'s model and settings, so input == baseline: integrated-gradient methods
+    must return ~0.
 
     Returns:
         the max |token_attr| over those rows, or None when none could be attributed.
     """
-    settings = replace(settings, adaptive_steps=False, long_policy="truncate")
+    tokenize = replace(engine.tokenize, long_policy="truncate")
     sizes = [len(ids) - 2 for ids in rows["token_ids"].to_pylist()[:n_rows]]
     targets = [int(t) for t in rows["target"].to_pylist()[:n_rows]]
     worst = None
     for target in sorted(set(targets)):
-        engine = AttributionEngine(loaded, replace(settings, target=f"class:{target}"))
+        attribution = replace(engine.attribution, adaptive_steps=False, target=f"class:{target}")
+        per_target = AttributionEngine(engine.loaded, attribution, tokenize, engine.dtype)
         inputs = [
             _baseline_row(n, engine.baseline_id)
             for n, t in zip(sizes, targets, strict=True)
             if t == target
         ]
-        for result in engine.run(inputs):
+        for result in per_target.run(inputs):
             if result.ok:
                 value = float(np.abs(result.token_attr).max())
                 worst = value if worst is None else max(worst, value)
