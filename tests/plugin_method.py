@@ -30,4 +30,4 @@ class GradientL2(AttributionMethod):
             (grad,) = torch.autograd.grad(picked, embeds)
         per_token = grad.float().norm(dim=-1) * mask  # [batch, seq_len]
         row_norm = per_token.pow(2).sum(dim=1).sqrt()  # [batch]
-        return MethodOutput(per_token, extras={"grad_norm": row_norm.cpu().numpy()})
+        return MethodOutput(per_token, extras={"grad_norm": row_norm})

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from raysattr.attribution.base import EXTRA_KINDS, PER_ROW, AttributionMethod, MethodOutput
 from raysattr.attribution.results import RowResult
@@ -62,6 +63,7 @@ def split_output(
     Raises:
         ValueError: the output breaks the method's declared contract (a bug in the method).
     """
+    out.extras = {k: _to_numpy(v) for k, v in out.extras.items()}
     _check_output(out, len(lengths), method)
     attr = out.token_attr.detach().float().cpu().numpy()
     delta = np.full(len(lengths), np.nan)
@@ -77,6 +79,13 @@ def split_output(
         gap = float(token_attr.sum() - delta[j])
         parts.append(ItemResult(token_attr, float(delta[j]), gap, extras, n_steps))
     return parts
+
+
+def _to_numpy(value) -> np.ndarray:
+    """Extras as numpy (a method may hand back tensors, on any device)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    return np.asarray(value)
 
 
 def _check_output(out: MethodOutput, size: int, method: AttributionMethod) -> None:

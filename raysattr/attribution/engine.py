@@ -108,7 +108,7 @@ class AttributionEngine:
         dtype: str = "float32",
         fault_hook: Callable[[int, int], None] | None = None,
     ):
-        if isinstance(attribution, EngineSettings):  # until every caller passes sections
+        if isinstance(attribution, EngineSettings):  # until tests/test_model_check.py passes one
             attribution, tokenize, dtype = attribution.sections()
         self.attribution, self.tokenize = attribution, tokenize or TokenizeConfig()
         self.loaded, self.dtype, self.fault_hook = loaded, dtype, fault_hook
@@ -157,11 +157,6 @@ class AttributionEngine:
         load_method_modules(cfg.attribution.method_modules)
         attn = attn_implementation(cfg.attribution.method)
         return cls.from_config(load_model(cfg.model, device, attn), cfg)
-
-    @property
-    def settings(self) -> EngineSettings:
-        """The flat settings of earlier callers (until every caller passes sections)."""
-        return EngineSettings.of(self.attribution, self.tokenize, self.dtype)
 
     # ----------------------------------------------------------------------------- public
     def run(

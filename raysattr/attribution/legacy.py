@@ -1,11 +1,13 @@
 """`EngineSettings`, the engine's former flat copy of `AttributionConfig` + `TokenizeConfig` +
 `model.dtype`, kept only while callers move to `AttributionEngine(loaded, attribution,
-tokenize, dtype)` / `AttributionEngine.from_config(loaded, cfg)`. Delete it with its last caller.
+tokenize, dtype)` / `AttributionEngine.from_config(loaded, cfg)`. The last one is
+`tests/test_model_check.py`; delete this module, and its imports in `engine.py` and
+`__init__.py`, with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from raysattr.config import AttributionConfig, TokenizeConfig
 
@@ -32,16 +34,6 @@ class EngineSettings:
     max_length: int | None = None
     long_policy: str = "truncate"
     window_stride: int | None = None
-
-    @classmethod
-    def from_config(cls, cfg) -> EngineSettings:
-        """Collect the fields from a `RunConfig`."""
-        return cls.of(cfg.attribution, cfg.tokenize, cfg.model.dtype)
-
-    @classmethod
-    def of(cls, attribution, tokenize, dtype: str) -> EngineSettings:
-        sources = {**vars(tokenize), **vars(attribution), "dtype": dtype}
-        return cls(**{f.name: sources[f.name] for f in fields(cls) if f.name in sources})
 
     def sections(self) -> tuple[AttributionConfig, TokenizeConfig, str]:
         """`(attribution, tokenize, dtype)` for `AttributionEngine`."""

@@ -1,6 +1,8 @@
 """The method registry: config name -> method class. Methods register with `@register("name")`
 in their own module; `raysattr.attribution.methods` imports every such module, and
-`attribution.method_modules` names more (a lab's own methods, outside this package)."""
+`attribution.method_modules` names more (a lab's own methods, outside this package). What a
+method declares (eager attention, steps, delta, extras) is documented on
+`raysattr.attribution.base.AttributionMethod`."""
 
 from __future__ import annotations
 
