@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification, BertTokenizer, BertTokenizerLegacy
 
-from raysattr.attribution import AttributionEngine, EngineSettings
+from raysattr.attribution import AttributionEngine
 from raysattr.attribution.budget import TokenBudget
 from raysattr.attribution.predict import BatchPredictor
-from raysattr.config import load
+from raysattr.config import AttributionConfig, load
 from raysattr.errors import ConfigError, ModelError
 from raysattr.models import load_model
 from raysattr.models.check import check_model, scheme_tokenizer, vocab_kmer_size
@@ -430,7 +430,7 @@ def test_an_out_of_range_token_fails_only_its_row(loaded):
     bad = rows[1].content_ids.copy()
     bad[2] = len(VOCAB) + 5
     rows[1] = TokenizedRow(bad, rows[1].spans, rows[1].residues)
-    results = AttributionEngine(loaded, EngineSettings(method="saliency")).run(rows)
+    results = AttributionEngine(loaded, AttributionConfig(method="saliency")).run(rows)
     assert [r.status for r in results] == ["ok", "invalid_token", "ok"]
     assert (
         f"token id {len(VOCAB) + 5}" in results[1].error and "model.tokenizer" in results[1].error
@@ -440,9 +440,9 @@ def test_an_out_of_range_token_fails_only_its_row(loaded):
 def test_the_engine_refuses_a_regression_head_with_prob_output(tmp_path):
     one = load_model(cfg(save_random_bert(tmp_path / "one", VOCAB, num_labels=1)).model)
     with pytest.raises(ConfigError, match="softmax of one output"):
-        AttributionEngine(one, EngineSettings(output="prob"))
+        AttributionEngine(one, AttributionConfig(output="prob"))
     tok = make_tokenizer("kmer", one.tokenizer, k=K)
-    results = AttributionEngine(one, EngineSettings(method="saliency", output="logit")).run(
+    results = AttributionEngine(one, AttributionConfig(method="saliency", output="logit")).run(
         [tok("ACGTACGTAC")]
     )
     assert results[0].ok and np.abs(results[0].token_attr).sum() > 0

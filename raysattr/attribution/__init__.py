@@ -1,8 +1,7 @@
 """Attribution methods and the batched engine that runs them over token-budget micro-batches."""
 
 from raysattr.attribution.engine import AttributionEngine
-from raysattr.attribution.legacy import EngineSettings
 from raysattr.attribution.registry import available_methods, get_method
 from raysattr.attribution.results import RowResult
 
-__all__ = ["AttributionEngine", "EngineSettings", "RowResult", "available_methods", "get_method"]
+__all__ = ["AttributionEngine", "RowResult", "available_methods", "get_method"]

@@ -23,7 +23,6 @@ import torch
 from raysattr.attribution.assemble import ItemResult, RowParts, assemble, split_output
 from raysattr.attribution.base import Batch, ModelForward
 from raysattr.attribution.budget import ChunkPlan, TokenBudget, initial_budget, is_out_of_memory
-from raysattr.attribution.legacy import EngineSettings
 from raysattr.attribution.predict import BatchPredictor, out_of_range_token, pad_batch
 from raysattr.attribution.registry import attn_implementation, get_method, load_method_modules
 from raysattr.attribution.results import RowResult
@@ -108,8 +107,6 @@ class AttributionEngine:
         dtype: str = "float32",
         fault_hook: Callable[[int, int], None] | None = None,
     ):
-        if isinstance(attribution, EngineSettings):  # until tests/test_model_check.py passes one
-            attribution, tokenize, dtype = attribution.sections()
         self.attribution, self.tokenize = attribution, tokenize or TokenizeConfig()
         self.loaded, self.dtype, self.fault_hook = loaded, dtype, fault_hook
         # The driver's checks, again: an engine built elsewhere (an actor, faithfulness) must
