@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
@@ -41,6 +42,22 @@ def save_random_bert(
     )  # wide init: outputs that vary with input
     BertForSequenceClassification(config).save_pretrained(out_dir)
     return out_dir
+
+
+def dna_rows(n: int, seed: int = 0, id_prefix: str | None = None) -> pa.Table:
+    """`n` random DNA rows of 10-50 nt: `id` (`s<seed>-<i>`, or `<id_prefix><i>`), `sequence`,
+    `label` (0/1) and a passthrough column `batch_tag`."""
+    rng = np.random.default_rng(seed)
+    seqs = ["".join(rng.choice(list("ACGT"), rng.integers(10, 50))) for _ in range(n)]
+    prefix = f"s{seed}-" if id_prefix is None else id_prefix
+    return pa.table(
+        {
+            "id": [f"{prefix}{i}" for i in range(n)],
+            "sequence": seqs,
+            "label": rng.integers(0, 2, n),
+            "batch_tag": [f"t{i % 3}" for i in range(n)],
+        }
+    )
 
 
 def random_dna_model(out_dir: Path, k: int = 3, **kwargs) -> LoadedModel:

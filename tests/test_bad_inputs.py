@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -27,20 +26,8 @@ import torch
 from raysattr.cli import main
 from raysattr.tokenize import build_kmer_vocab
 
-from .factories import attribute_without_ray, save_random_bert
+from .factories import attribute_without_ray, dna_rows, save_random_bert
 from .servers import free_port
-
-
-def dna_rows(n: int, seed: int = 0, prefix: str = "s") -> pa.Table:
-    rng = np.random.default_rng(seed)
-    seqs = ["".join(rng.choice(list("ACGT"), rng.integers(12, 40))) for _ in range(n)]
-    return pa.table(
-        {
-            "id": [f"{prefix}{i}" for i in range(n)],
-            "sequence": seqs,
-            "label": rng.integers(0, 2, n),
-        }
-    )
 
 
 @dataclass
@@ -62,7 +49,7 @@ def corpus_base(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(good data, good model, a finished earlier output) built without Ray."""
     root = tmp_path_factory.mktemp("corpus")
     data = root / "good.parquet"
-    pq.write_table(dna_rows(24), data)
+    pq.write_table(dna_rows(24, id_prefix="s"), data)
     model = save_random_bert(root / "model", build_kmer_vocab(3), max_positions=64)
     previous = Path(attribute_without_ray(data, model, root / "previous", "tokenize.k=3"))
     (previous / "summary.json").write_text(json.dumps({"rows": {"out": 24, "ok": 24}}))
@@ -555,7 +542,7 @@ def test_duplicate_ids_exact_resume(ray_session, corpus_base, tmp_path):
     """A run that wrote only the first copies (killed, or `data.limit`), then a resume: the later
     copies are added exactly once, as `duplicate_id` rows (`keep` is covered in test_scan)."""
     _, good_model, _ = corpus_base
-    table = dna_rows(6)
+    table = dna_rows(6, id_prefix="s")
     data_file = _parquet(tmp_path / "d.parquet", pa.concat_tables([table, table.slice(0, 2)]))
     from raysattr.io.results import read_attributions
 

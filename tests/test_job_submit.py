@@ -19,9 +19,8 @@ import s3fs
 from raysattr.io.results import read_attributions
 from raysattr.tokenize import build_kmer_vocab
 
-from .factories import save_random_bert
+from .factories import dna_rows, save_random_bert
 from .servers import MotoServer, apply_env, free_port, restore_env
-from .test_pipeline import dna_rows
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from raysattr.config import load
 from raysattr.io.results import read_attributions
 from raysattr.pipeline.plan import run
 
-from .factories import save_random_bert
+from .factories import dna_rows, save_random_bert
 from .servers import apply_env, restore_env
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -26,19 +26,6 @@ from raysattr.tokenize import build_kmer_vocab  # noqa: E402
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_random_bert(tmp_path_factory.mktemp("model"), build_kmer_vocab(3), max_positions=64)
-
-
-def dna_rows(n: int, seed: int = 0) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    seqs = ["".join(rng.choice(list("ACGT"), rng.integers(10, 50))) for _ in range(n)]
-    return pa.table(
-        {
-            "id": [f"s{seed}-{i}" for i in range(n)],
-            "sequence": seqs,
-            "label": rng.integers(0, 2, n),
-            "batch_tag": [f"t{i % 3}" for i in range(n)],
-        }
-    )
 
 
 def config(model_dir, data_uri, out_uri, *extra):

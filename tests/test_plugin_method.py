@@ -24,8 +24,7 @@ from raysattr.io.results import read_attributions
 from raysattr.pipeline.plan import run
 from raysattr.tokenize import build_kmer_vocab, make_tokenizer
 
-from .factories import random_dna_model, save_random_bert
-from .test_bad_inputs import dna_rows
+from .factories import dna_rows, random_dna_model, save_random_bert
 
 MODULE = "tests.plugin_method"
 PLUGIN_FILE = Path(__file__).with_name("plugin_method.py")
