@@ -28,9 +28,18 @@ BIN = Path(sys.executable).parent
 
 
 class RayHead:
-    """`ray start --head --block` in its own session; stopping kills that process group."""
+    """`ray start --head --block` in its own session; stopping kills that process group. Ports
+    come from `free_port()`, so another process can take one before Ray binds it: a head that
+    exits early is started again on fresh ports (twice at most), and its log is shown."""
 
     def __init__(self, temp_dir: Path, env: dict):
+        for attempt in range(3):
+            self._start(temp_dir, env, attempt)
+            if self._wait(env):
+                return
+        raise RuntimeError(f"ray start --head exited early 3 times; its log:\n{self._log_tail()}")
+
+    def _start(self, temp_dir: Path, env: dict, attempt: int) -> None:
         self.dashboard_port = free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         ports = {
@@ -60,16 +69,18 @@ class RayHead:
             "--object-store-memory=536870912",
             *(f"{k}={v}" for k, v in ports.items()),
         ]
-        self.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait(env)
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        self.log = temp_dir.parent / f"{temp_dir.name}-head-{attempt}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+            )
 
-    def _wait(self, env: dict) -> None:
+    def _log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+
+    def _wait(self, env: dict) -> bool:
+        """True once the head answers; False when it exited early (to be started again)."""
         deadline = time.time() + 90
         while time.time() < deadline:
             probe = subprocess.run(
@@ -79,12 +90,13 @@ class RayHead:
                 text=True,
             )
             if probe.returncode == 0:
-                return
+                return True
             if self.proc.poll() is not None:
-                raise RuntimeError("ray start --head exited early")
+                print(f"ray start --head exited early; its log:\n{self._log_tail()}")
+                return False
             time.sleep(1)
         self.stop()
-        raise RuntimeError("the Ray head did not come up in 90 s")
+        raise RuntimeError(f"the Ray head did not come up in 90 s; its log:\n{self._log_tail()}")
 
     def stop(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
