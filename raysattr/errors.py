@@ -11,6 +11,8 @@ This module imports nothing from raysattr, so every layer can raise these.
 
 from __future__ import annotations
 
+import re
+
 
 class RaysattrError(Exception):
     """An error with a place and a remedy.
@@ -62,19 +64,37 @@ class RunFailedError(RaysattrError):
     """The run finished without a single ok row."""
 
 
+# The last "module.Class: message" line of a traceback rendered as text.
+_RAISED_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", re.MULTILINE)
+
+
 def root_cause(exc: BaseException) -> BaseException:
-    """The exception behind Ray's wrappers (`RayTaskError.cause`, `__cause__` chains): a
-    `RaysattrError` raised inside an actor comes back as itself."""
-    seen = set()
-    current = exc
-    while id(current) not in seen:
-        seen.add(id(current))
+    """The exception behind Ray's wrappers: `RayTaskError.cause` and `__cause__` chains are
+    followed, so a `RaysattrError` raised in a task comes back as itself. An actor whose
+    constructor raised is reported by Ray as `ActorDiedError` holding only the error's text: the
+    raysattr error is rebuilt from its last line; another error is returned as a plain
+    `RuntimeError` of that line."""
+    chain = _chain(exc)
+    for current in chain:
         if isinstance(current, RaysattrError):
             return current
+    for current in chain:
+        found = _RAISED_LINE.findall(str(current))
+        if found and type(current).__module__.startswith("ray."):
+            name, message = found[-1]
+            cls = globals().get(name)
+            if isinstance(cls, type) and issubclass(cls, RaysattrError):
+                return cls(message.strip())
+            return RuntimeError(f"{name}: {message.strip()}")
+    return chain[-1]
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, then what caused it (`.cause` of Ray's task errors, else `__cause__`), in order."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         nxt = getattr(current, "cause", None)
-        if not isinstance(nxt, BaseException):
-            nxt = current.__cause__
-        if nxt is None:
-            break
-        current = nxt
-    return current
+        current = nxt if isinstance(nxt, BaseException) else current.__cause__
+    return chain

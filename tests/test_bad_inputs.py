@@ -332,8 +332,8 @@ def test_preflight_case(case, corpus_base, tmp_path, capsys, monkeypatch):
 
 def test_corpus_has_forty_cases():
     # pre-flight cases + row-level outcomes + lease (2), stale lease + quarantine (2), exact
-    # resume of duplicates (1), GPUs (1), all-error run (1), --debug (1)
-    assert len(CASES) + len(ROW_CASES) + 8 >= 40
+    # resume of duplicates (1), GPUs (1), all-error run (1), --debug (1), error in an actor (1)
+    assert len(CASES) + len(ROW_CASES) + 9 >= 40
 
 
 def test_debug_shows_the_traceback(corpus_base, tmp_path, capsys):
@@ -568,3 +568,26 @@ def test_gpus_that_no_node_has_fail_instead_of_hanging(ray_session, corpus_base,
     line = [x for x in err.splitlines() if x.startswith("error:")]
     assert code == 1 and len(line) == 1, err
     assert "compute.gpus_per_actor=1" in line[0] and "0 GPUs" in line[0]
+
+
+@pytest.mark.ray
+def test_an_error_raised_inside_an_actor_is_one_line(ray_session, corpus_base, tmp_path, capsys):
+    """Ray wraps an actor's exception (RayTaskError / ActorDiedError around it): the CLI prints
+    the raysattr error behind it, as one line, with its exit code."""
+    good_data, good_model, previous = corpus_base
+    output = tmp_path / "output"
+    shutil.copytree(previous, output)
+    before = snapshot(output)
+    code = _run_cli(
+        good_data,
+        good_model,
+        output,
+        "output.mode=overwrite",
+        "attribution.method=needs_a_gpu",
+        "attribution.method_modules=[tests.broken_method]",
+    )
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert code == 1 and len(line) == 1, err
+    assert "runs only on CUDA replicas" in line[0] and "gpus_per_actor=1" in line[0]
+    assert snapshot(output) == before
