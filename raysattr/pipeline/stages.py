@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,7 @@ _TOKENIZERS: dict[tuple, TokenizeStage] = {}  # per worker process: loaded once,
 
 def tokenize_block(table: pa.Table, cfg: RunConfig) -> pa.Table:
     """`TokenizeStage` as a Ray task: the tokenizer is loaded once per worker process."""
-    m, t = cfg.model, cfg.tokenize
-    key = (m.path, m.tokenizer, m.revision, m.cache_dir, m.trust_remote_code, t.scheme, t.k)
-    key += (t.uppercase,)
+    key = (astuple(cfg.model), astuple(cfg.tokenize))  # everything the tokenizer depends on
     if key not in _TOKENIZERS:
         _TOKENIZERS[key] = TokenizeStage(cfg)
     return _TOKENIZERS[key](table)
