@@ -256,7 +256,8 @@ def test_resume_from_an_output_written_before_source_row(tmp_path):
     scan = _scan(folder)
     out = _written(tmp_path / "out", [("x", None, None), ("z", None, None)], placed=False)
     keys = resume_keys(out)
-    assert keys.positions == frozenset() and keys.unplaced_ids == {"x", "z"}
+    assert not keys.positions and keys.n_ids == 2
+    assert keys.has_unplaced("x") and keys.has_unplaced("z") and not keys.has_unplaced("y")
     rows = _read_all(
         folder,
         "error",
@@ -270,9 +271,35 @@ def test_resume_from_an_output_written_before_source_row(tmp_path):
 def test_resume_keys_positions_are_position_keys(tmp_path):
     out = _written(tmp_path / "out", [("a", "s3://b/k/x.csv", 7), ("b", "/d/y.fa", 0)])
     keys = resume_keys(out)
-    assert keys.ids == {"a", "b"} and keys.unplaced_ids == frozenset()
-    assert keys.positions == {position_key("s3://b/k/x.csv", 7), position_key("/d/y.fa", 0)}
-    assert resume_keys(str(tmp_path / "nothing")) == ResumeKeys()
+    assert keys.has_id("a") and keys.has_id("b") and not keys.has_id("c") and keys.n_ids == 2
+    assert not keys.unplaced_ids
+    assert keys.has_position("s3://b/k/x.csv", 7) and keys.has_position("/d/y.fa", 0)
+    assert not keys.has_position("/d/y.fa", 7) and not keys.has_position("s3://b/k/x.csv", 0)
+    assert resume_keys(str(tmp_path / "nothing")).n_ids == 0
+
+
+def test_resume_keys_in_pieces_equal_one_piece(tmp_path):
+    """Pieces (one per group of part files, as the pipeline's tasks build them) give the same
+    pending rows as the keys of the whole output."""
+    out = tmp_path / "out"
+    _written(out, [("x", "/d/a.pq", 0), ("y", "/d/a.pq", 1), ("z", "/d/a.pq", 3)])
+    part = pq.read_table(out / "attributions" / "part-0001.parquet")
+    pq.write_table(part.slice(0, 2), out / "attributions" / "part-0001.parquet")
+    pq.write_table(part.slice(2), out / "attributions" / "part-0002.parquet")
+    parts = sorted(str(p) for p in (out / "attributions").glob("*.parquet"))
+    pieces = ResumeKeys.union([resume_keys(str(out), [p]) for p in parts])
+    table = pa.table(
+        {
+            "id": ["x", "y", "x", "z", "w", "x"],
+            "source": ["/d/a.pq"] * 6,
+            "source_row": pa.array([0, 1, 2, 3, 4, 5], pa.int64()),
+        }
+    )
+    later, first = {2: "/d/a.pq:0", 5: "/d/a.pq:0"}, frozenset({0})
+    # x at 0 (a first copy) is done by its position; x at 2 and 5 were never written.
+    expected = [False, False, True, False, True, True]
+    assert pieces.pending(table, later, first).to_pylist() == expected
+    assert resume_keys(str(out)).pending(table, later, first).to_pylist() == expected
 
 
 # -------------------------------------------------------------------- tokenize read codes
