@@ -24,6 +24,7 @@ DTYPES = ("float32", "bfloat16")
 BASELINES = ("pad", "mask", "unk")
 OUTPUTS = ("prob", "logit")
 DUPLICATE_POLICIES = ("error", "keep")
+LENGTH_ROUTINGS = ("window", "sort", "groupby", "none")
 INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right")
 _TARGET_RE = re.compile(r"^(predicted|label|all|class:\d+)$")
 
@@ -101,6 +102,12 @@ class ComputeConfig:
     rows_per_block: int = 512
     address: str | None = None  # Ray address; None = RAY_ADDRESS or in-process
     resource_timeout_s: float = 300.0  # wait this long for the autoscaler to add CPUs/GPUs
+    # How rows reach the attribution actors (README "Length routing"): window = sort each
+    # window of `length_window_rows` tokenized rows by length (streaming); sort = one global
+    # sort (materializes the tokenized set); groupby = one group per bucket (a whole bucket in
+    # one task: small sets only); none = blocks as read.
+    length_routing: str = "window"
+    length_window_rows: int = 4096
 
 
 @dataclass
@@ -110,6 +117,9 @@ class OutputConfig:
     uri: str = "outputs/demo"
     mode: str = "resume"  # resume | overwrite
     lease_ttl_s: float = 120.0  # a lease whose heartbeat is older than this can be taken over
+    # A local output.uri on a Ray cluster of several nodes is refused (rows would land on the
+    # disks of whichever node wrote them) unless the path is a mount every node shares.
+    shared_filesystem: bool = False
 
 
 @dataclass
@@ -271,6 +281,7 @@ def validate(cfg: RunConfig) -> None:
     )
     _check_choice("output.mode", cfg.output.mode, ("resume", "overwrite"))
     _check_choice("data.duplicate_ids", cfg.data.duplicate_ids, DUPLICATE_POLICIES)
+    _check_choice("compute.length_routing", cfg.compute.length_routing, LENGTH_ROUTINGS)
     _check_positive("compute.resource_timeout_s", cfg.compute.resource_timeout_s, allow_zero=True)
     _check_positive("output.lease_ttl_s", cfg.output.lease_ttl_s)
     if not _TARGET_RE.match(cfg.attribution.target):
@@ -292,6 +303,7 @@ def validate(cfg: RunConfig) -> None:
         "compute.min_actors",
         "compute.rows_per_call",
         "compute.rows_per_block",
+        "compute.length_window_rows",
         "data.limit",
     ):
         section, name = key.split(".")

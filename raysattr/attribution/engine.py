@@ -135,6 +135,10 @@ class AttributionEngine:
             loaded.device,
         )
         self.model_evals = 0  # forward+backward example evaluations, for benchmarks
+        # Token positions in attributed micro-batches (rows x padded length) and how many of
+        # them were padding: the pipeline's `padding_fraction` (README "Length routing").
+        self.tokens_evaluated = 0
+        self.tokens_padding = 0
 
     @classmethod
     def from_config(
@@ -294,6 +298,8 @@ class AttributionEngine:
         self.budget.on_success()
         self.model_evals += batch.size * self.method.evals_per_row(rnd.n_steps)
         lengths = batch.attention_mask.sum(dim=1).tolist()
+        self.tokens_evaluated += batch.size * batch.seq_len
+        self.tokens_padding += batch.size * batch.seq_len - sum(lengths)
         parts = split_output(out, lengths, self.method, rnd.n_steps)
         work.done.update(zip(take, parts, strict=True))
         rnd.finished.extend(take)

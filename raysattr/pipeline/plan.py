@@ -16,14 +16,20 @@ import pyarrow as pa
 import ray
 
 from raysattr import __version__
-from raysattr.config import RunConfig, to_dict
+from raysattr.config import ComputeConfig, RunConfig, to_dict
 from raysattr.errors import RunFailedError
 from raysattr.io.results import ResumeKeys, resume_keys
 from raysattr.io.rundir import REPORT, SUMMARY, RunDir, new_run_id
 from raysattr.pipeline.postrun import post_run_chain
 from raysattr.pipeline.preflight import Checked, preflight
-from raysattr.pipeline.resources import ensure_resources
-from raysattr.pipeline.stages import AttributeStage, read_files, tokenize_block, write_block
+from raysattr.pipeline.resources import check_output_shared, ensure_resources
+from raysattr.pipeline.stages import (
+    AttributeStage,
+    read_files,
+    sort_window,
+    tokenize_block,
+    write_block,
+)
 from raysattr.pipeline.summary import RunSummary
 
 log = logging.getLogger("raysattr")
@@ -90,9 +96,7 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: 
     ds = ds.map_batches(
         tokenize_block, batch_size=None, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
     )
-    # After tokenizing (not before: Ray fuses it into the read and re-bundles) so that every
-    # attribution actor gets blocks of its own.
-    ds = ds.repartition(target_num_rows_per_block=c.rows_per_block)
+    ds = route_by_length(ds, c)
     ds = ds.map_batches(
         AttributeStage,
         fn_constructor_kwargs={"cfg": cfg, "run_id": run_id},
@@ -109,6 +113,30 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: 
         batch_format="pyarrow",
         fn_kwargs={"output_uri": cfg.output.uri},
     )
+
+
+def route_by_length(ds, c: ComputeConfig):
+    """Order tokenized rows by length before the attribution actors (`compute.length_routing`),
+    then cut them into blocks of `rows_per_block` consecutive rows.
+
+    Ray Data merges the tables one task yields into one output block, so a stage cannot emit
+    one block per bucket: rows are sorted instead, the streaming repartition cuts the sorted
+    order into slices of neighbouring lengths, and `AttributeStage` makes one engine call per
+    bucket in a slice. `window` sorts each window of `length_window_rows` rows (streaming,
+    bounded); `sort` is Ray Data's global sort and `groupby` one group per bucket, both all-to-all
+    (nothing reaches an actor before every row is tokenized); `none` keeps blocks as read.
+    Measured in benchmarks/pipeline.py (docs/ARCHITECTURE.md "Length routing").
+    """
+    if c.length_routing == "window":
+        ds = ds.repartition(target_num_rows_per_block=c.length_window_rows)
+        ds = ds.map_batches(sort_window, batch_size=c.length_window_rows, batch_format="pyarrow")
+    elif c.length_routing == "sort":
+        ds = ds.sort("n_tokens")
+    elif c.length_routing == "groupby":
+        ds = ds.groupby("bucket").map_groups(sort_window, batch_format="pyarrow")
+    # After tokenizing (not before: Ray fuses it into the read and re-bundles) so that every
+    # attribution actor gets blocks of its own.
+    return ds.repartition(target_num_rows_per_block=c.rows_per_block)
 
 
 def _fault_env() -> dict | None:
@@ -165,6 +193,7 @@ def _run_into(
     done = resume_keys(target.uri) if resume else ResumeKeys()
     autoscaling = init_ray(cfg.compute.address)
     ensure_resources(cfg.compute, autoscaling)
+    check_output_shared(cfg.output, ray.nodes())  # after the autoscaler added the actors' nodes
     run_cfg = copy.deepcopy(cfg)
     run_cfg.output.uri = target.uri
     summary = RunSummary()

@@ -1,5 +1,7 @@
-"""Can the Ray cluster hold the attribution actors? Checked before the dataset starts, because
-Ray Data waits forever for an actor that no node (and no autoscaler) can place.
+"""Can the Ray cluster hold the attribution actors, and can its nodes all reach the output?
+Checked before the dataset starts, because Ray Data waits forever for an actor that no node (and
+no autoscaler) can place, and a local output path on a cluster scatters part files over the
+nodes' own disks.
 
 Ray started in-process has no autoscaler: a request it cannot hold fails at once. On a cluster
 (`RAY_ADDRESS` / `compute.address`) the autoscaler is asked for the actors' bundles and given
@@ -14,8 +16,8 @@ import time
 
 import ray
 
-from raysattr.config import ComputeConfig
-from raysattr.errors import ResourceError
+from raysattr.config import ComputeConfig, OutputConfig
+from raysattr.errors import ConfigError, ResourceError
 
 log = logging.getLogger("raysattr")
 POLL_S = 2.0
@@ -114,3 +116,26 @@ def _fix(c: ComputeConfig, autoscaling: bool) -> str:
     if c.gpus_per_actor and not autoscaling:
         return "set compute.gpus_per_actor=0 to run on CPU, or submit to a cluster with GPUs"
     return "ask for less per actor, or add nodes (cluster.yaml worker types, max_workers)"
+
+
+def check_output_shared(output: OutputConfig, nodes: list[dict]) -> None:
+    """Refuse a local `output.uri` on a cluster of more than one alive node, unless the user
+    declares it a mount every node shares (`output.shared_filesystem`): write tasks run on any
+    node, so each node's part files would land on its own disk and the driver would find (and
+    commit) only its own.
+
+    Raises:
+        ConfigError: a local output path, several nodes, and no shared mount declared.
+    """
+    if output.uri.startswith("s3://") or output.shared_filesystem:
+        return
+    alive = [n for n in nodes if n.get("Alive", n.get("alive", True))]
+    if len(alive) <= 1:
+        return
+    raise ConfigError(
+        f"output.uri is a local path but the Ray cluster has {len(alive)} nodes: each node "
+        "would write its part files to its own disk",
+        f"output.uri={output.uri!r}",
+        "write to s3://..., or set output.shared_filesystem=true if every node mounts this "
+        "path at the same place (NFS, EFS, Lustre)",
+    )

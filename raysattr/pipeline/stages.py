@@ -1,12 +1,17 @@
 """The pipeline's stages as plain callables on Arrow tables. None imports Ray: `plan.py` wires
 them into Ray Data, and tests can call them on a table directly.
 
-    read_files -> TokenizeStage -> AttributeStage (one model replica) -> WriteStage
+    read_files -> TokenizeStage -> sort_window (length routing) -> AttributeStage (one model
+    replica; one engine call per length bucket) -> WriteStage
+
+`AttributeStage` adds call accounting columns (`CALL_COLUMNS`: engine seconds, token positions,
+padding) that `WriteStage` strips before writing and streams back with the per-row summary.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import astuple
@@ -14,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raysattr.attribution import AttributionEngine
 from raysattr.attribution.table import results_to_table
@@ -66,6 +72,28 @@ def length_bucket(n_tokens: int) -> int:
     return 1 << max(4, int(np.ceil(np.log2(max(n_tokens + 2, 1)))))
 
 
+def sort_window(table: pa.Table) -> pa.Table:
+    """Sort a window of tokenized rows by content length (the length routing stage).
+
+    Cut into consecutive slices downstream, each slice holds rows of one bucket (two at a
+    boundary) whose lengths are neighbours, so the engine's micro-batches carry little padding.
+    Error rows (no tokens) sort first.
+
+    Args:
+        table: tokenized rows (`n_tokens`, `bucket`, ...), `[n_rows]`.
+    """
+    if table.num_rows < 2:
+        return table
+    return table.take(pc.sort_indices(table, sort_keys=[("n_tokens", "ascending")]))
+
+
+def bucket_groups(table: pa.Table) -> list[np.ndarray]:
+    """Row indices of `table` per length bucket, smallest bucket first (input order kept within
+    a bucket): one engine call each."""
+    buckets = table.column("bucket").to_numpy(zero_copy_only=False)
+    return [np.flatnonzero(buckets == b) for b in np.unique(buckets)]
+
+
 _TOKENIZERS: dict[tuple, TokenizeStage] = {}  # per worker process: loaded once, reused by tasks
 
 
@@ -111,6 +139,7 @@ class TokenizeStage:
             .append_column("n_unknown", pa.array([r.n_unknown for r in rows], pa.int32()))
             .append_column("status", pa.array([r.error_code or "ok" for r in rows], pa.string()))
             .append_column("error", pa.array([r.error for r in rows], pa.string()))
+            .append_column("n_tokens", pa.array([r.n_tokens for r in rows], pa.int32()))
             .append_column(
                 "bucket", pa.array([length_bucket(r.n_tokens) for r in rows], pa.int32())
             )
@@ -147,8 +176,15 @@ def rows_from_table(table: pa.Table) -> list[TokenizedRow]:
     return rows
 
 
+# Per-row shares of the engine call that produced the row (summed per bucket by `RunSummary`):
+# seconds, token positions in its micro-batches, and how many of those were padding.
+CALL_COLUMNS = ("_engine_s", "_tokens_evaluated", "_tokens_padding")
+
+
 class AttributeStage:
-    """One model replica; attributes each block it receives (sorted and micro-batched inside)."""
+    """One model replica. Each block it receives is attributed in one engine call per length
+    bucket (with `compute.length_routing=none`: one call for the whole block, as read); the
+    engine sorts and micro-batches inside a call."""
 
     def __init__(self, cfg: RunConfig, run_id: str):
         import torch
@@ -161,10 +197,31 @@ class AttributeStage:
     def __call__(self, table: pa.Table) -> pa.Table:
         self.calls += 1
         _maybe_inject_fault(self.calls)
+        if self.cfg.compute.length_routing == "none" or table.num_rows == 0:
+            return self._call(table)
+        return pa.concat_tables(
+            [self._call(table.take(rows)) for rows in bucket_groups(table)],
+            promote_options="permissive",  # extras columns may differ (error-only groups)
+        )
+
+    def _call(self, table: pa.Table) -> pa.Table:
+        """One engine call; the result table with `CALL_COLUMNS` appended."""
         labels = table.column("label").to_pylist() if "label" in table.column_names else None
-        results = self.engine.run(rows_from_table(table), labels)
+        engine = self.engine
+        before = (engine.tokens_evaluated, engine.tokens_padding)
+        started = time.perf_counter()
+        results = engine.run(rows_from_table(table), labels)
+        totals = (
+            time.perf_counter() - started,
+            engine.tokens_evaluated - before[0],
+            engine.tokens_padding - before[1],
+        )
         provenance = {"run_id": self.run_id, "model_fingerprint": self.loaded.fingerprint}
-        return results_to_table(results, table, self.cfg.attribution.method, provenance)
+        out = results_to_table(results, table, self.cfg.attribution.method, provenance)
+        share = 1.0 / max(out.num_rows, 1)
+        for name, total in zip(CALL_COLUMNS, totals, strict=True):
+            out = out.append_column(name, pa.array(np.full(out.num_rows, total * share)))
+        return out
 
 
 def _maybe_inject_fault(calls: int) -> None:
@@ -191,11 +248,15 @@ class WriteStage:
         "target",
         "run_id",
         "model_fingerprint",
+        "bucket",
+        *CALL_COLUMNS,
     )
 
     def __init__(self, output_uri: str):
         self.rundir = RunDir(output_uri)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        self.rundir.write_part(table)
+        self.rundir.write_part(
+            table.drop_columns([c for c in CALL_COLUMNS if c in table.column_names])
+        )
         return table.select([c for c in self.SUMMARY_COLUMNS if c in table.column_names])

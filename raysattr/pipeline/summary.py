@@ -22,6 +22,7 @@ class RunSummary:
         self.delta_max = 0.0
         self.rows_read = 0  # input rows that reached the output (a row gives one row per target)
         self.provenance: dict = {}
+        self.buckets = BucketTotals()
 
     def add(self, batch: pa.Table) -> None:
         self.status.update(batch.column("status").to_pylist())
@@ -42,6 +43,7 @@ class RunSummary:
             self.rows_read += len(set(positions))
         else:
             self.rows_read += len(set(batch.column("id").to_pylist()))
+        self.buckets.add(batch)
         for col in ("model_fingerprint", "run_id"):
             if col in batch.column_names and batch.num_rows:
                 self.provenance[col] = batch.column(col)[0].as_py()
@@ -79,8 +81,58 @@ class RunSummary:
                 "max": self.delta_max,
             },
             "n_steps": {str(k): v for k, v in sorted(self.steps.items())},
+            **self.buckets.summary(),
             "wall_s": wall_s,
             "sequences_per_s": out / wall_s if wall_s > 0 else 0.0,
             **self.provenance,
             **extra,
         }
+
+
+class BucketTotals:
+    """Per length bucket: output rows, engine seconds, token positions evaluated and padding,
+    from the call columns `AttributeStage` adds (`pipeline.stages.CALL_COLUMNS`)."""
+
+    FIELDS = ("rows", "engine_s", "tokens_evaluated", "tokens_padding")
+
+    def __init__(self):
+        self.totals: dict[int, np.ndarray] = {}  # bucket -> FIELDS, `[4]` float64
+
+    def add(self, batch: pa.Table) -> None:
+        if "bucket" not in batch.column_names or "_engine_s" not in batch.column_names:
+            return
+        buckets = batch.column("bucket").to_numpy(zero_copy_only=False)
+        values = [np.ones(len(buckets))] + [
+            batch.column(c).to_numpy(zero_copy_only=False)
+            for c in ("_engine_s", "_tokens_evaluated", "_tokens_padding")
+        ]
+        for b in np.unique(buckets):
+            rows = buckets == b
+            add = np.array([v[rows].sum() for v in values])
+            self.totals[int(b)] = self.totals.get(int(b), np.zeros(4)) + add
+
+    def summary(self) -> dict:
+        """`padding_fraction` (padding / token positions evaluated, whole run) and
+        `length_buckets` (one entry per bucket: rows, engine seconds, rows per engine-second of
+        one actor, padding fraction)."""
+        total = sum(self.totals.values(), np.zeros(4))
+        buckets = []
+        for b, (rows, secs, evaluated, padding) in sorted(self.totals.items()):
+            buckets.append(
+                {
+                    "bucket": b,
+                    "rows": int(rows),
+                    "engine_s": round(float(secs), 3),
+                    "rows_per_s": float(rows / secs) if secs > 0 else None,
+                    "tokens_evaluated": int(evaluated),
+                    "padding_fraction": _fraction(padding, evaluated),
+                }
+            )
+        return {
+            "padding_fraction": _fraction(total[3], total[2]),
+            "length_buckets": buckets,
+        }
+
+
+def _fraction(part: float, whole: float) -> float | None:
+    return float(part / whole) if whole > 0 else None
