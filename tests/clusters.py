@@ -99,16 +99,14 @@ class _Child:
                 stderr=subprocess.STDOUT,
             )
 
+    def _shut_down(self) -> None:
+        """Ask the child to stop its nodes itself (a `LocalCluster` child does on EOF)."""
+
     def log_tail(self, lines: int = 25) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # the cluster child shuts its nodes down on EOF
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        self._shut_down()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         kill_pids(session_pids(self.temp_dir))
@@ -126,6 +124,14 @@ class LocalCluster(_Child):
         cmd = [sys.executable, "-m", "tests.clusters", json.dumps(spec)]
         super().__init__(cmd, env, temp_dir, "cluster")
         self.address = self._wait_for_address(timeout_s=60)
+
+    def _shut_down(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # the child shuts its nodes down on EOF
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
 
     def _wait_for_address(self, timeout_s: float) -> str:
         deadline = time.time() + timeout_s
@@ -149,7 +155,7 @@ class LocalCluster(_Child):
 
 
 def cluster_state(address: str, env: dict) -> dict:
-    """`{"nodes": [{id, alive, gpus}], "actors": [{class, node}]}` of the cluster at `address`
+    """`{"nodes": [{id, alive, head}], "actors": [{class, node}]}` of the cluster at `address`
     (dead nodes and actors included), read by a short-lived driver process."""
     probe = subprocess.run(
         [sys.executable, "-m", "tests.clusters", "--state", address],
@@ -306,7 +312,11 @@ def _print_state(address: str) -> None:
 
     ray.init(address=address, log_to_driver=False)
     nodes = [
-        {"id": n["NodeID"], "alive": n["Alive"], "gpus": n.get("Resources", {}).get("GPU", 0)}
+        {
+            "id": n["NodeID"],
+            "alive": n["Alive"],
+            "head": "node:__internal_head__" in n.get("Resources", {}),  # alive nodes only
+        }
         for n in ray.nodes()
     ]
     actors = [
