@@ -24,9 +24,23 @@ DTYPES = ("float32", "bfloat16")
 BASELINES = ("pad", "mask", "unk")
 OUTPUTS = ("prob", "logit")
 DUPLICATE_POLICIES = ("error", "keep")
+QUADRATURES = ("path", "fixed")
 LENGTH_ROUTINGS = ("window", "sort", "groupby", "none")
 INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right")
 _TARGET_RE = re.compile(r"^(predicted|label|all|class:\d+)$")
+
+
+@dataclass
+class CoordinatesConfig:
+    """Input columns that place each sequence on a genome (`raysattr export bed|bedgraph`);
+    they are carried into `attributions/` like passthrough columns."""
+
+    chrom: str | None = None  # chromosome column
+    start: str | None = None  # column: 0-based genome position of the sequence's first residue
+    strand: str | None = None  # optional column: "-" = the sequence is the reverse complement
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.chrom, self.start, self.strand) if c]
 
 
 @dataclass
@@ -42,6 +56,11 @@ class DataConfig:
     csv_delimiter: str = ","
     limit: int | None = None
     duplicate_ids: str = "error"  # error: later copies of an id become `duplicate_id` rows | keep
+    coordinates: CoordinatesConfig = field(default_factory=CoordinatesConfig)
+
+    def carried_columns(self) -> list[str]:
+        """Input columns copied into the output: passthrough, then coordinate columns."""
+        return list(dict.fromkeys([*self.passthrough_columns, *self.coordinates.columns()]))
 
 
 @dataclass
@@ -77,13 +96,17 @@ class AttributionConfig:
     target: str = "predicted"  # predicted | label | class:N | all
     output: str = "prob"  # prob | logit
     baseline: str = "pad"
-    n_steps: int = 50
-    integration_method: str = "gausslegendre"
+    # path: per-row nodes where F changes, refined to delta_tolerance or max_evals (README
+    # "Convergence"); fixed: Captum's integration_method with n_steps nodes for every row.
+    quadrature: str = "path"
+    max_evals: int = 128  # path: evaluations per row at most (forward+backward units)
+    n_steps: int = 50  # fixed rule only
+    integration_method: str = "gausslegendre"  # fixed rule only
     token_budget: int | None = None  # token evaluations per forward/backward chunk; None = learned
     max_batch_rows: int = 64
     delta_tolerance: float = 0.05  # |delta| relative to |F(x) - F(x')|
-    adaptive_steps: bool = False
-    max_steps: int = 400
+    adaptive_steps: bool = False  # fixed rule only: double n_steps on rows over tolerance
+    max_steps: int = 400  # fixed rule only
     compare_method: str = "lig"  # attribution the `attention` method is compared against
     # Modules imported before methods are looked up, each registering methods of its own with
     # `@raysattr.attribution.registry.register` (e.g. "mylab.methods"); importable on every node.
@@ -130,6 +153,7 @@ class StatsConfig:
     alphabet: str = "auto"  # auto | dna | protein | text (auto: from tokenize.scheme / letters)
     kmer_sizes: list[int] = field(default_factory=list)  # empty: dna 4-8, protein 2-4, text 1-2
     class_by: str = "label"  # label (pred where the label is null) | pred
+    exclude_unconverged: bool = False  # leave out rows with converged = false
     position_bins: int = 20  # relative-position bins
     min_occurrences: int = 5  # k-mers seen fewer times are counted but not tested
     alpha: float = 0.05  # q-value threshold for `significant`
@@ -141,6 +165,14 @@ class StatsConfig:
     max_seqlets: int = 50_000  # seqlets.parquet keeps the strongest; the total is counted
     top_motifs: int = 20  # motifs (PWMs) written to motifs.meme
     min_motif_seqlets: int = 10
+    both_strands: bool = True  # DNA: a k-mer and its reverse complement count as one
+    # A motif is reported when its seqlets make at least this share of its class's seqlets and
+    # it holds against shuffled seqlets at this q-value (README "Motifs").
+    min_motif_share: float = 0.01
+    motif_alpha: float = 0.05
+    motif_database: str | None = None  # a MEME file (e.g. JASPAR): TOMTOM names every motif
+    database_matches: int = 3  # best matches kept per motif (q < database_alpha)
+    database_alpha: float = 0.05
     rows_per_batch: int = 4096  # rows per aggregation batch (memory bound per worker)
 
 
@@ -166,15 +198,18 @@ class ReportConfig:
 
 @dataclass
 class DriftThresholds:
-    """Audit checks: a value past its threshold is drift (exit code 3)."""
+    """Audit checks (README "Audits"). A check finds drift (exit code 3) when a change is both
+    significant (p-value < `alpha`, Bonferroni over the check's tests) and at least its
+    threshold, in the change's own unit. Defaults from `benchmarks/audit.py` (NOTES.md)."""
 
-    motif_jaccard_min: float = 0.5  # top-k significant motifs, now vs previous
-    motif_rank_corr_min: float = 0.5  # Spearman of their ranks over the union
-    position_distance_max: float = 0.2  # 1 - cosine of per-class relative position profiles
-    pred_shift_max: float = 0.1  # total variation distance of predicted classes
-    label_shift_max: float = 0.1  # ... of labels
-    delta_shift_max: float = 0.2  # ... of the |delta|/|F(x)-F(x')| histogram
-    error_rate_increase_max: float = 0.02  # error rows / rows, now minus previous
+    alpha: float = 0.001  # per check; an unchanged snapshot fails one with p <= 7 * alpha
+    motif_support_change: float = 0.1  # share of a class's rows holding a significant k-mer
+    motif_seqlet_change: float = 0.1  # share of the k-mer's occurrences inside seqlets
+    position_change: float = 0.1  # class mean score per relative bin / the profiles' peak |mean|
+    pred_shift: float = 0.05  # share of rows per predicted class
+    label_shift: float = 0.05  # share of rows per label
+    delta_shift: float = 0.1  # share of rows with delta_rel >= each histogram edge
+    error_rate_increase: float = 0.02  # share of error rows (an increase only)
 
 
 @dataclass
@@ -185,7 +220,7 @@ class AuditConfig:
     audit_id: str | None = None  # None = UTC date-time, e.g. 20261121T030000
     previous: str | None = None  # None = the latest audit under `root` with an audit.json
     incremental: bool = False  # process only input files new since the previous audit
-    top_k: int = 20
+    top_k: int = 20  # significant k-mers of each side whose support and seqlet share are tested
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
 
 
@@ -279,10 +314,24 @@ def validate(cfg: RunConfig) -> None:
     _check_choice(
         "attribution.integration_method", cfg.attribution.integration_method, INTEGRATION_METHODS
     )
+    _check_choice("attribution.quadrature", cfg.attribution.quadrature, QUADRATURES)
+    if cfg.attribution.adaptive_steps and cfg.attribution.quadrature == "path":
+        raise ConfigError(
+            "attribution.adaptive_steps=true doubles the fixed rule's n_steps, but "
+            "attribution.quadrature=path (the default) refines each row on its own up to "
+            "attribution.max_evals; remove adaptive_steps, or set attribution.quadrature=fixed"
+        )
     _check_choice("output.mode", cfg.output.mode, ("resume", "overwrite"))
     _check_choice("data.duplicate_ids", cfg.data.duplicate_ids, DUPLICATE_POLICIES)
     _check_choice("compute.length_routing", cfg.compute.length_routing, LENGTH_ROUTINGS)
     _check_positive("compute.resource_timeout_s", cfg.compute.resource_timeout_s, allow_zero=True)
+    coords = cfg.data.coordinates
+    if (coords.chrom is None) != (coords.start is None) or (coords.strand and not coords.chrom):
+        raise ConfigError(
+            "data.coordinates needs both chrom and start (strand is optional)",
+            f"data.coordinates.chrom={coords.chrom!r}, data.coordinates.start={coords.start!r}",
+            "set both column names, or neither",
+        )
     _check_positive("output.lease_ttl_s", cfg.output.lease_ttl_s)
     if not _TARGET_RE.match(cfg.attribution.target):
         raise ConfigError(
@@ -300,6 +349,7 @@ def validate(cfg: RunConfig) -> None:
         "attribution.token_budget",
         "attribution.max_batch_rows",
         "attribution.max_steps",
+        "attribution.max_evals",
         "compute.min_actors",
         "compute.rows_per_call",
         "compute.rows_per_block",
@@ -321,8 +371,19 @@ def validate(cfg: RunConfig) -> None:
     _validate_stats(cfg.stats)
     _validate_qc(cfg.qc)
     _check_positive("audit.top_k", cfg.audit.top_k)
+    _validate_thresholds(cfg.audit.thresholds)
     if cfg.audit.audit_id is not None and not re.fullmatch(r"[\w.-]+", cfg.audit.audit_id):
         raise ConfigError(f"audit.audit_id={cfg.audit.audit_id!r}: use letters, digits, _ . -")
+
+
+def _validate_thresholds(t: DriftThresholds) -> None:
+    if not 0 < t.alpha < 1:
+        raise ConfigError(f"audit.thresholds.alpha={t.alpha} must be in (0, 1)")
+    for name, value in vars(t).items():
+        if name != "alpha" and not 0 <= value <= 1:
+            raise ConfigError(
+                f"audit.thresholds.{name}={value} must be in [0, 1] (a share or a fraction)"
+            )
 
 
 def _validate_stats(st: StatsConfig) -> None:
@@ -332,8 +393,11 @@ def _validate_stats(st: StatsConfig) -> None:
         raise ConfigError(f"stats.kmer_sizes={st.kmer_sizes} must be between 1 and 12")
     if not 0 < st.seqlet_percentile < 100:
         raise ConfigError(f"stats.seqlet_percentile={st.seqlet_percentile} must be in (0, 100)")
-    if not 0 < st.alpha < 1:
-        raise ConfigError(f"stats.alpha={st.alpha} must be in (0, 1)")
+    for name in ("alpha", "motif_alpha", "database_alpha"):
+        if not 0 < getattr(st, name) < 1:
+            raise ConfigError(f"stats.{name}={getattr(st, name)} must be in (0, 1)")
+    if not 0 <= st.min_motif_share < 1:
+        raise ConfigError(f"stats.min_motif_share={st.min_motif_share} must be in [0, 1)")
     for name in (
         "position_bins",
         "seqlet_window",
@@ -343,6 +407,7 @@ def _validate_stats(st: StatsConfig) -> None:
         "top_motifs",
         "min_motif_seqlets",
         "rows_per_batch",
+        "database_matches",
     ):
         _check_positive(f"stats.{name}", getattr(st, name))
     _check_positive("stats.seqlet_flank", st.seqlet_flank, allow_zero=True)

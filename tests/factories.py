@@ -93,3 +93,34 @@ def attribute_without_ray(data_path: Path, model_dir: Path, out_dir: Path, *over
         for block in read_files(pa.table({"uri": [f.uri]}), cfg):
             write(attribute(tokenize(block)))
     return str(out_dir)
+
+
+def write_motif_database(path: Path, planted: str, n_random: int = 40, seed: int = 11) -> str:
+    """A small MEME database (no download): `n_random` random DNA motifs of 6-14 columns and,
+    17th, `MA9999.1 PLANTED_TF`, the one-hot matrix of `planted` (5 % noise per column)."""
+    from raysattr.stats.motifs import Motif, to_meme
+
+    rng = np.random.default_rng(seed)
+    motifs = [
+        Motif(f"MA{i:04d}.1", f"TF{i}", "", 0, rng.dirichlet(np.full(4, 0.4), int(w)), 20, 1.0)
+        for i, w in enumerate(rng.integers(6, 15, n_random))
+    ]
+    pwm = np.full((len(planted), 4), 0.05)
+    pwm[np.arange(len(planted)), ["ACGT".index(c) for c in planted]] = 0.85
+    motifs.insert(17, Motif("MA9999.1", "PLANTED_TF", "", 0, pwm, 50, 1.0))
+    path.write_text(to_meme(motifs, "dna"))
+    return str(path)
+
+
+def part_of(consensus: str, planted: str, both_strands: bool = True) -> bool:
+    """`consensus` is a piece of `planted` (or, both strands, of its reverse complement),
+    allowing one letter of it past either end of `planted`."""
+    from raysattr.stats.strands import reverse_complement
+
+    reads = [consensus, reverse_complement(consensus)] if both_strands else [consensus]
+    padded = f"?{planted}?"
+    return any(
+        all(a == "?" or a == b for a, b in zip(padded[i : i + len(c)], c, strict=True))
+        for c in reads
+        for i in range(len(padded) - len(c) + 1)
+    )

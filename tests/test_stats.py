@@ -27,8 +27,9 @@ from raysattr.stats.enrichment import bh_log_q, log_sf
 from raysattr.stats.motifs import read_meme
 from raysattr.stats.passes import StatsSettings, compute_state, first_pass, second_pass
 from raysattr.stats.run import compute_statistics, finalize, load_state, save_state
+from raysattr.stats.strands import reverse_complement
 from tests.conftest import DNA_MOTIF, PROTEIN_MOTIF
-from tests.factories import attribute_without_ray
+from tests.factories import attribute_without_ray, part_of, write_motif_database
 
 
 def synthetic_block(n_rows: int, seed: int, alphabet: str = "ACGTN") -> pa.Table:
@@ -213,11 +214,18 @@ def test_planted_dna_motif_ranks_first_and_position_profile_peaks_in_its_window(
     assert 10 <= peak < 30  # dna_spec plants the motif inside residues [10, 30)
     meme = read_meme(Path(f"{dna_run}/motifs.meme").read_text())
     assert meme and (meme[0]["consensus"] in DNA_MOTIF or DNA_MOTIF in meme[0]["consensus"])
+    assert all(part_of(m["consensus"], DNA_MOTIF) for m in meme), meme  # nothing else reported
     assert meme[0]["pwm"].shape[1] == 4 and np.allclose(meme[0]["pwm"].sum(axis=1), 1)
     seqlets = pq.read_table(f"{dna_run}/seqlets.parquet").to_pandas()
     assert (seqlets["motif"] == 0).sum() == meme[0]["nsites"]
     seed = stats["motifs"][0]["seed"]
-    assert seqlets[seqlets["motif"] == 0]["sequence"].str.contains(seed).all()
+    mine = seqlets[seqlets["motif"] == 0]
+    reads = [
+        s if d == "+" else reverse_complement(s)
+        for s, d in zip(mine.sequence, mine.strand, strict=True)
+    ]
+    holding = sum(seed in r for r in reads)  # the rest: shifted copies merged into it
+    assert holding == len(reads) if not stats["motifs"][0]["merged"] else holding >= len(reads) / 2
 
 
 def test_planted_protein_motif_is_found(protein_table, protein_model_dir, tmp_path):
@@ -226,9 +234,9 @@ def test_planted_protein_motif_is_found(protein_table, protein_model_dir, tmp_pa
     motifs = pq.read_table(f"{out}/motif_stats.parquet").to_pandas()
     top = motifs.iloc[0]
     assert top["motif"] in PROTEIN_MOTIF and top["significant"], motifs.head()
-    assert read_meme(Path(f"{out}/motifs.meme").read_text())[0]["alphabet"] == (
-        "ACDEFGHIKLMNPQRSTVWY"
-    )
+    meme = read_meme(Path(f"{out}/motifs.meme").read_text())
+    assert meme[0]["alphabet"] == "ACDEFGHIKLMNPQRSTVWY"
+    assert all(part_of(m["consensus"], PROTEIN_MOTIF, False) for m in meme), meme
 
 
 def test_negative_control_has_no_significant_motif(tmp_path):
@@ -241,6 +249,20 @@ def test_negative_control_has_no_significant_motif(tmp_path):
     assert len(motifs) > 1000  # k-mers were counted and tested...
     assert not (motifs["q"] < 0.05).any() and stats["n_significant"] == 0  # ...none is a finding
     assert read_meme(Path(f"{out}/motifs.meme").read_text()) == []
+
+
+def test_run_statistics_name_the_planted_motif_from_a_database(dna_run, tmp_path):
+    """TOMTOM on a real run's motifs against a database built here: the planted motif's entry
+    named in stats.json and in the report's motif table."""
+    from raysattr.report.build import build_report
+
+    database = write_motif_database(tmp_path / "db.meme", DNA_MOTIF)
+    stats = compute_statistics(dna_run, StatsConfig(motif_database=database))
+    first = stats["motifs"][0]
+    assert first["matches"][0]["id"] == "MA9999.1" and first["matches"][0]["q"] < 0.05, first
+    assert all(x["id"] == "MA9999.1" for m in stats["motifs"] for x in m["matches"])
+    html = Path(build_report(dna_run)).read_text()
+    assert "MA9999.1 PLANTED_TF (q=" in html
 
 
 def test_cli_aggregate_and_bad_input(dna_run, tmp_path, capsys):

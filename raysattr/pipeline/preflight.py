@@ -4,7 +4,8 @@ Ray, so that a typo costs one line and a second, never earlier results.
 Order: attribution methods registered and `data.format` known → S3 endpoints and buckets
 reachable → every input file listed and scanned (readable, configured columns present, labels
 valid, every id seen once to find duplicates) → model files and tokenizer fit the config
-(without loading the weights) → output folder writable. Resources are checked later, once Ray
+(without loading the weights) → the statistics' motif database readable (when one is set) →
+output folder writable. Resources are checked later, once Ray
 is up (`raysattr.pipeline.resources`).
 """
 
@@ -21,6 +22,8 @@ from raysattr.io.rundir import RunDir
 from raysattr.io.scan import InputScan, scan_inputs
 from raysattr.io.sources import InputFile, check_format, list_inputs
 from raysattr.models.check import ModelFacts, check_model
+from raysattr.stats.database import check_database
+from raysattr.stats.flat import SCHEME_ALPHABET
 
 log = logging.getLogger("raysattr")
 
@@ -64,6 +67,10 @@ def preflight(cfg: RunConfig, files: list[InputFile] | None = None) -> Checked:
             "check that the files are the ones you meant",
         )
     model = check_model(cfg)
+    if cfg.stats.enabled:  # a database that cannot be read fails now, not after attribution
+        scheme_alphabet = SCHEME_ALPHABET.get(cfg.tokenize.scheme, "auto")
+        alphabet = scheme_alphabet if cfg.stats.alphabet == "auto" else cfg.stats.alphabet
+        check_database(cfg.stats.motif_database, alphabet)
     RunDir(str(cfg.output.uri)).probe_writable()
     log.info(
         "raysattr: pre-flight ok: %d file(s), %d rows (%d duplicate ids), model %s",

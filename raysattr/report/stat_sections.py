@@ -93,7 +93,9 @@ def motifs_section(files: RunFiles, limit: int = 25) -> Section:
         body += key_values([(k, stats.get(k)) for k in keys if k in stats])
     else:
         body += missing("stats.json", PRODUCERS["stats.json"])
-    body += "<h3>Motifs by rank</h3>"
+    if stats is not None and "motifs" in stats:
+        body += "<h3>Motifs (motif-level test, database matches)</h3>" + _motif_rows(stats)
+    body += "<h3>k-mers by rank</h3>"
     if motif_stats is None:
         body += missing("motif_stats.parquet", PRODUCERS["motif_stats.parquet"])
     else:
@@ -105,6 +107,47 @@ def motifs_section(files: RunFiles, limit: int = 25) -> Section:
     body += _logos(files, (stats or {}).get("alphabet")) + "</div>"
     body += "<h3>Strongest seqlets</h3>" + _seqlets(files.table("seqlets"))
     return Section("motifs", "Motifs", body)
+
+
+MOTIF_ROW_COLUMNS = ("name", "consensus", "class", "nsites", "share", "q", "database matches",
+                     "merged copies")  # fmt: skip
+
+
+def _motif_rows(stats: dict) -> str:
+    """One row per reported motif of stats.json: support, motif-level q, database matches."""
+    motifs, rejected = stats.get("motifs") or [], stats.get("motifs_rejected") or []
+    note = (
+        f"{len(motifs)} motif(s) reported; {len(rejected)} candidate(s) dropped by the motif "
+        f"test (no more frequent than in shuffled seqlets, or under stats.min_motif_share of "
+        f"their class's seqlets). Database: {stats.get('motif_database') or 'none'}; both "
+        f"strands: {stats.get('both_strands', False)}."
+    )
+    rows = [
+        [
+            m.get("name"),
+            m.get("consensus"),
+            m.get("class"),
+            m.get("nsites"),
+            m.get("share"),
+            _from_log10(m.get("log10_q")),
+            "; ".join(_match(x) for x in m.get("matches") or []) or "none",
+            ", ".join(m.get("merged") or []) or "none",
+        ]
+        for m in motifs
+    ]
+    return paragraph(note) + table(MOTIF_ROW_COLUMNS, rows, "motif-level")
+
+
+def _from_log10(value) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    exponent = int(np.floor(value))
+    return f"{10 ** (value - exponent):.2g}e{exponent:+d}"
+
+
+def _match(m: dict) -> str:
+    name = f"{m.get('id')} {m.get('name') or ''}".strip()
+    return f"{name} (q={fmt(m.get('q'))}, {m.get('strand', '+')})"
 
 
 def _logos(files: RunFiles, alphabet_name: str | None) -> str:

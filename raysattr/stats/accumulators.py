@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from raysattr.stats.database import Database, annotate
+from raysattr.stats.discovery import Discovery, discover
 from raysattr.stats.enrichment import motif_table
 from raysattr.stats.extras import LAYER_COLUMN, AgreementStats, LayerStats
 from raysattr.stats.flat import ALPHABETS, FlatRows, smooth_abs
 from raysattr.stats.kmers import KmerCounts
-from raysattr.stats.motifs import Motif, group_seqlets, to_meme
+from raysattr.stats.motifs import to_meme
 from raysattr.stats.positions import AbsHistogram, PositionStats
 from raysattr.stats.seqlets import SeqletStore, covered_mask
 from raysattr.stats.settings import StatsSettings
@@ -97,12 +99,15 @@ class Finished:
         return self.merged["seqlets"].sorted_cols()
 
     @cached_property
-    def motifs(self) -> tuple[list[Motif], np.ndarray]:
-        """Motifs grouped from the kept seqlets, and each seqlet's motif index (-1: none)."""
+    def discovery(self) -> Discovery:
+        """Motifs that pass the motif-level test, each kept seqlet's motif and strand; with a
+        motif database, each motif's matches in it."""
         st = self.settings
-        return group_seqlets(
-            self.seqlet_cols, self.motif_table, st.alphabet, st.top_motifs, st.min_motif_seqlets
-        )
+        found = discover(self.seqlet_cols, self.motif_table, st)
+        if st.motif_database and found.motifs:
+            db = Database.load(st.motif_database, st.alphabet)
+            annotate(found.motifs, db, st.both_strands, st.database_matches, st.database_alpha)
+        return found
 
 
 def _nothing(value: Any, done: Finished) -> dict:
@@ -152,7 +157,7 @@ def _letters(b: Batch) -> np.ndarray:
 
 def _kmers(b: Batch) -> KmerCounts:
     st = b.settings
-    return KmerCounts.of(b.flat, st.alphabet, list(st.kmer_sizes), b.seqlets[1])
+    return KmerCounts.of(b.flat, st.alphabet, list(st.kmer_sizes), b.seqlets[1], st.both_strands)
 
 
 def _table_if_any(name: str) -> Callable[[Any, Finished], dict]:
@@ -168,10 +173,14 @@ def _table_if_any(name: str) -> Callable[[Any, Finished], dict]:
 def _meme(letters: np.ndarray, done: Finished) -> dict:
     if done.settings.alphabet == "text":
         return {}
-    return {"motifs.meme": to_meme(done.motifs[0], done.settings.alphabet, letters.astype(float))}
+    motifs = done.discovery.motifs
+    return {"motifs.meme": to_meme(motifs, done.settings.alphabet, letters.astype(float))}
 
 
 def _motif_list(letters: np.ndarray, done: Finished) -> dict:
+    """stats.json: every reported motif (its test, support, database matches) and the
+    candidates the motif test dropped."""
+    found = done.discovery
     return {
         "motifs": [
             {
@@ -180,9 +189,18 @@ def _motif_list(letters: np.ndarray, done: Finished) -> dict:
                 "seed": m.seed,
                 "class": m.klass,
                 "nsites": m.nsites,
+                "share": m.share,
+                "log10_p": m.log10_p,
+                "log10_q": m.log10_q,
+                "fold": m.fold,
+                "merged": m.merged,
+                "matches": m.matches,
             }
-            for m in done.motifs[0]
-        ]
+            for m in found.motifs
+        ],
+        "motifs_rejected": found.rejected,
+        "both_strands": done.settings.both_strands,
+        "motif_database": done.settings.motif_database,
     }
 
 
@@ -219,7 +237,9 @@ ACCUMULATORS: tuple[Accumulator, ...] = (
         "seqlets",
         2,
         lambda b: b.seqlets[0],
-        outputs=lambda v, d: {"seqlets.parquet": v.table(d.motifs[1])},
+        outputs=lambda v, d: {
+            "seqlets.parquet": v.table(d.discovery.motif_of, d.discovery.strand_of)
+        },
         summary=lambda v, d: {
             "n_seqlets": v.n_found,
             "n_seqlets_kept": len(d.seqlet_cols.get("ids", [])),
@@ -236,6 +256,7 @@ ACCUMULATORS: tuple[Accumulator, ...] = (
             "top_motifs": d.significant.column("motif").to_pylist()[:TOP_MOTIFS_LISTED],
         },
         files=("motif_stats.parquet",),
+        version=2,  # canonical k-mers (both strands) and the `forward` count
     ),
     Accumulator("letters", 2, _letters, outputs=_meme, summary=_motif_list, files=("motifs.meme",)),
 )

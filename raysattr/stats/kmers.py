@@ -2,8 +2,11 @@
 the residues each occurrence covers, and occurrences inside seqlets. Sparse and mergeable.
 
 Letters (DNA, protein): a k-mer is k consecutive residues, none outside the alphabet (`N`, `X`
-break it); it is keyed by `class * A**k + code`. Text: a k-mer is k consecutive words (`\\w+`,
-lower-cased), keyed by the string `"<class>\\t<words>"`.
+break it); it is keyed by `class * A**k + code`. With both strands (DNA, `stats.both_strands`) a
+k-mer and its reverse complement share the canonical code (`raysattr.stats.strands`), and
+`forward` counts the occurrences read on the canonical strand, so a k-mer is named in the
+orientation the data holds most. Text: a k-mer is k consecutive words (`\\w+`, lower-cased),
+keyed by the string `"<class>\\t<words>"`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raysattr.stats.flat import ALPHABETS, WORD_RE, FlatRows, window_sums
+from raysattr.stats.strands import canonical, reverse_complement
 
-STATS = ("occurrences", "rows_with", "score_sum", "abs_sum", "in_seqlets")
+STATS = ("occurrences", "rows_with", "score_sum", "abs_sum", "in_seqlets", "forward")
 
 
 @dataclass
@@ -25,11 +29,12 @@ class KmerTable:
     values: dict
 
     @classmethod
-    def reduce(cls, keys, rows, score, abs_score, inside) -> KmerTable:
-        """Group window-level arrays `[m]` by key; `rows` are block-local row indices."""
+    def reduce(cls, keys, rows, score, abs_score, inside, forward) -> KmerTable:
+        """Group window-level arrays `[m]` by key; `rows` are block-local row indices,
+        `forward` marks windows read on the canonical strand."""
         if len(keys) == 0:
             return cls.empty(keys.dtype)
-        order = np.argsort(keys, kind="stable")  # stable: rows stay ascending within a key
+        order = _key_row_order(keys, rows)
         sorted_keys, sorted_rows = keys[order], rows[order]
         new_key = np.ones(len(keys), bool)
         new_key[1:] = sorted_keys[1:] != sorted_keys[:-1]
@@ -37,16 +42,20 @@ class KmerTable:
         new_pair[1:] |= sorted_rows[1:] != sorted_rows[:-1]
         group = np.cumsum(new_key) - 1
         n = int(group[-1]) + 1
+
+        def count(weights=None):
+            w = None if weights is None else weights[order]
+            return np.bincount(group, weights=w, minlength=n)
+
         return cls(
             sorted_keys[new_key],
             {
-                "occurrences": np.bincount(group, minlength=n).astype(np.int64),
+                "occurrences": count().astype(np.int64),
                 "rows_with": np.bincount(group[new_pair], minlength=n).astype(np.int64),
-                "score_sum": np.bincount(group, weights=score[order], minlength=n),
-                "abs_sum": np.bincount(group, weights=abs_score[order], minlength=n),
-                "in_seqlets": np.bincount(group, weights=inside[order], minlength=n).astype(
-                    np.int64
-                ),
+                "score_sum": count(score),
+                "abs_sum": count(abs_score),
+                "in_seqlets": count(inside).astype(np.int64),
+                "forward": count(forward).astype(np.int64),
             },
         )
 
@@ -69,32 +78,56 @@ class KmerTable:
         return KmerTable(uniq, values)
 
 
+def _key_row_order(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Order `[m]` sorting by key, rows ascending within a key. Integer keys sort as one
+    composite `key * n_rows + row` with numpy's default (SIMD) sort, which is several times
+    faster than a stable sort on the keys; strings (text) and huge keys sort stably."""
+    n_rows = int(rows.max()) + 1
+    if keys.dtype != object and int(keys.min()) >= 0 and int(keys.max()) < (2**62) // n_rows:
+        return np.argsort(keys.astype(np.int64) * n_rows + rows)
+    return np.argsort(keys, kind="stable")  # stable: rows stay ascending within a key
+
+
 @dataclass
 class KmerCounts:
-    """`{k: KmerTable}` for one alphabet."""
+    """`{k: KmerTable}` for one alphabet; `both_strands`: DNA k-mers keyed canonically."""
 
     alphabet: str
     tables: dict = field(default_factory=dict)
+    both_strands: bool = False
 
     @classmethod
-    def of(cls, flat: FlatRows, alphabet: str, ks: list[int], covered: np.ndarray) -> KmerCounts:
-        """Count every k in `ks` over a block; `covered` `[total]` marks residues in seqlets."""
+    def of(
+        cls,
+        flat: FlatRows,
+        alphabet: str,
+        ks: list[int],
+        covered: np.ndarray,
+        both_strands: bool = False,
+    ) -> KmerCounts:
+        """Count every k in `ks` over a block; `covered` `[total]` marks residues in seqlets;
+        `both_strands` (DNA only) merges each k-mer with its reverse complement."""
         sums = _PrefixSums.of(flat, covered)  # shared by every k
         if alphabet == "text":
             return cls(alphabet, {k: _word_table(flat, k, sums) for k in ks})
         codes = flat.codes(alphabet)
-        return cls(alphabet, {k: _letter_table(flat, codes, alphabet, k, sums) for k in ks})
+        tables = {k: _letter_table(flat, codes, alphabet, k, sums, both_strands) for k in ks}
+        return cls(alphabet, tables, both_strands)
 
     def __add__(self, other: KmerCounts) -> KmerCounts:
-        if self.alphabet != other.alphabet:
-            raise ValueError(f"cannot merge k-mer counts of {self.alphabet} and {other.alphabet}")
+        if (self.alphabet, self.both_strands) != (other.alphabet, other.both_strands):
+            raise ValueError(
+                f"cannot merge k-mer counts of {self.alphabet} (both strands: "
+                f"{self.both_strands}) and {other.alphabet} (both strands: {other.both_strands})"
+            )
         tables = dict(self.tables)
         for k, table in other.tables.items():
             tables[k] = tables[k] + table if k in tables else table
-        return KmerCounts(self.alphabet, tables)
+        return KmerCounts(self.alphabet, tables, self.both_strands)
 
     def decode(self, k: int) -> tuple[np.ndarray, list[str]]:
-        """Classes `[u]` and motif strings of the keys of `k`."""
+        """Classes `[u]` and motif strings of the keys of `k` (canonical k-mers in the
+        orientation most of their occurrences were read in)."""
         keys = self.tables[k].keys
         if self.alphabet == "text":
             parts = [key.split("\t", 1) for key in keys]
@@ -103,10 +136,24 @@ class KmerCounts:
         size = len(letters) ** k
         classes, codes = np.divmod(keys.astype(np.int64), size)
         chars = np.empty((len(keys), k), dtype="<U1")
+        rest = codes
         for j in range(k - 1, -1, -1):
-            codes, digit = np.divmod(codes, len(letters))
+            rest, digit = np.divmod(rest, len(letters))
             chars[:, j] = letters[digit]
-        return classes, ["".join(row) for row in chars]
+        motifs = ["".join(row) for row in chars]
+        if self.both_strands:
+            flip = self._mostly_reverse(k, codes)
+            motifs = [reverse_complement(m) if f else m for m, f in zip(motifs, flip, strict=True)]
+        return classes, motifs
+
+    def _mostly_reverse(self, k: int, codes: np.ndarray) -> np.ndarray:
+        """`[u]` bool: most occurrences of the key's k-mer, over all classes, were read as its
+        reverse complement (one orientation per k-mer, so every class names it alike)."""
+        v = self.tables[k].values
+        uniq, inv = np.unique(codes, return_inverse=True)
+        forward = np.bincount(inv, weights=v["forward"], minlength=len(uniq))
+        total = np.bincount(inv, weights=v["occurrences"], minlength=len(uniq))
+        return (2 * forward < total)[inv]
 
 
 def check_key_space(alphabet: str, ks: list[int], max_class: int = 1023) -> None:
@@ -136,19 +183,23 @@ class _PrefixSums:
         )
 
 
-def _letter_table(flat, codes, alphabet, k, sums) -> KmerTable:
+def _letter_table(flat, codes, alphabet, k, sums, both_strands: bool) -> KmerTable:
     size = len(ALPHABETS[alphabet])
     idx, n_bad = window_sums((codes < 0).astype(np.float64), flat, k)
     idx = idx[n_bad == 0]
     code = np.zeros(len(idx), dtype=np.int64)
     for j in range(k):
         code = code * size + codes[idx + j]
+    forward = np.ones(len(idx), bool)
+    if both_strands:
+        code, forward = canonical(code, k)
     keys = flat.classes[flat.row_of[idx]] * size**k + code
-    return _windows(flat, keys, idx, np.full(len(idx), k), sums)
+    return _windows(flat, keys, idx, np.full(len(idx), k), sums, forward)
 
 
-def _windows(flat, keys, starts, widths, sums: _PrefixSums) -> KmerTable:
-    """Score and seqlet membership of windows `[starts, starts + widths)` (flat indices)."""
+def _windows(flat, keys, starts, widths, sums: _PrefixSums, forward=None) -> KmerTable:
+    """Score and seqlet membership of windows `[starts, starts + widths)` (flat indices);
+    `forward` `[m]` marks windows on the canonical strand (default: all)."""
     ends = starts + widths
     inside = (sums.covered[ends] - sums.covered[starts]) == widths
     return KmerTable.reduce(
@@ -157,6 +208,7 @@ def _windows(flat, keys, starts, widths, sums: _PrefixSums) -> KmerTable:
         (sums.score[ends] - sums.score[starts]) / widths,
         (sums.abs_score[ends] - sums.abs_score[starts]) / widths,
         inside.astype(np.float64),
+        np.ones(len(keys)) if forward is None else forward.astype(np.float64),
     )
 
 

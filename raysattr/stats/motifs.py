@@ -1,30 +1,36 @@
-"""Seqlets grouped into motifs with position weight matrices, and MEME export/import.
-
-Grouping by alignment on seeds: significant k-mers in rank order seed motifs; every not yet
-assigned seqlet of the seed's class that contains the seed is aligned on its first occurrence
-(extended by `extend` residues each side) and counted into the seed's matrix. A seed is kept when it
-gathers `min_seqlets`; overlapping k-mers of one motif therefore collapse into the first (best)
-seed, and seeds inside a found motif (or overhanging its ends by one letter) are skipped.
-Matrix columns that carry little information are trimmed from both ends.
+"""Motifs as letter matrices: alignment of seqlets on a seed, trimming, similarity between
+motifs (either strand), and MEME export/import. Which motifs exist is decided in
+`raysattr.stats.discovery`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 
-from raysattr.stats.flat import ALPHABETS
+from raysattr.stats.flat import ALPHABETS, letter_codes
+from raysattr.stats.strands import reverse_complement, reverse_complement_pwm
 
-MAX_SEEDS = 500
+PSEUDOCOUNT = 0.01  # per letter, so columns with few letters stay defined
+MIN_OVERLAP = 4  # columns two motifs must share to be compared
 
 
 @dataclass
 class Motif:
-    """A motif: `pwm` `[width, A]` letter probabilities, built from `nsites` aligned seqlets."""
+    """A reported motif.
+
+    Attributes:
+        pwm: `[width, A]` letter probabilities from `nsites` aligned seqlets.
+        evalue: its motif-level q-value (`motifs.meme`'s E=), `log10_q` its log10 (no underflow).
+        share: its seqlets / the kept seqlets of its class.
+        log10_p: the motif test's p-value (seqlets vs their shuffles), log10.
+        fold: its count in the pool of seqlets it was found in / the mean count in shuffles.
+        merged: consensus of the redundant candidates merged into it.
+        matches: database matches (`raysattr.stats.database`), best first.
+    """
 
     name: str
     consensus: str
@@ -33,61 +39,49 @@ class Motif:
     pwm: np.ndarray
     nsites: int
     evalue: float
+    share: float = float("nan")
+    log10_p: float = float("nan")
+    log10_q: float = float("nan")
+    fold: float = float("nan")
+    merged: list[str] = field(default_factory=list)
+    matches: list[dict] = field(default_factory=list)
 
 
-def group_seqlets(
-    seqlets: dict,
-    motif_stats: pa.Table,
-    alphabet: str,
-    top_motifs: int,
-    min_seqlets: int,
-    extend: int = 4,
-) -> tuple[list[Motif], np.ndarray]:
-    """Motifs from the kept seqlets (`SeqletStore.sorted_cols()`), and `[m]` motif index per
-    seqlet (-1: none)."""
-    n = len(seqlets.get("ids", []))
-    assigned = np.full(n, -1, np.int64)
-    if alphabet == "text" or n == 0 or motif_stats.num_rows == 0:
-        return [], assigned
-    sig = motif_stats.filter(motif_stats.column("significant"))
-    seeds = zip(
-        sig.column("motif").to_pylist()[:MAX_SEEDS],
-        sig.column("class").to_pylist()[:MAX_SEEDS],
-        sig.column("q").to_pylist()[:MAX_SEEDS],
-        strict=True,
-    )
-    sequences, classes = seqlets["sequence"], seqlets["classes"]
-    motifs: list[Motif] = []
-    for seed, klass, q in seeds:
-        if len(motifs) >= top_motifs:
-            break
-        if any(_overlaps(seed, m.consensus) for m in motifs if m.klass == klass):
-            continue  # a piece or an edge of a motif already found (those k-mers are enriched too)
-        members = [
-            i for i in np.flatnonzero((assigned < 0) & (classes == klass)) if seed in sequences[i]
-        ]
-        if len(members) < min_seqlets:
-            continue
-        pwm = _aligned_pwm([sequences[i] for i in members], seed, alphabet, extend)
-        pwm = _trim(pwm, alphabet)
-        assigned[members] = len(motifs)
-        consensus = "".join(ALPHABETS[alphabet][j] for j in pwm.argmax(axis=1))
-        motifs.append(
-            Motif(
-                f"raysattr_{len(motifs) + 1}",
-                consensus,
-                seed,
-                int(klass),
-                pwm,
-                len(members),
-                float(q),
-            )
-        )
-    return motifs, assigned
+def aligned_counts(sequences: list[str], seed: str, alphabet: str, extend: int) -> np.ndarray:
+    """`[len(seed) + 2 * extend, A]` letter counts of `sequences` aligned on their first `seed`,
+    `extend` residues each side (letters outside a sequence or the alphabet are not counted)."""
+    width = len(seed) + 2 * extend
+    counts = np.zeros((width, len(ALPHABETS[alphabet])))
+    if not sequences:
+        return counts
+    lengths = np.array([len(s) for s in sequences], np.int64)
+    base = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    joined = "".join(sequences).encode("ascii", errors="replace")
+    codes = letter_codes(alphabet)[np.frombuffer(joined, np.uint8)]
+    at = np.array([s.find(seed) for s in sequences], np.int64) - extend
+    pos = at[:, None] + np.arange(width)  # [m, W] position in each sequence
+    inside = (pos >= 0) & (pos < lengths[:, None])
+    letter = codes[base[:, None] + np.clip(pos, 0, lengths[:, None] - 1)]
+    ok = inside & (letter >= 0)
+    np.add.at(counts, (np.nonzero(ok)[1], letter[ok]), 1)
+    return counts
+
+
+def to_pwm(counts: np.ndarray) -> np.ndarray:
+    """Letter probabilities `[W, A]` from counts, with `PSEUDOCOUNT` per letter."""
+    counts = counts + PSEUDOCOUNT
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def overlaps(seed: str, consensus: str, both_strands: bool = False) -> bool:
+    """`seed` (or, both strands, its reverse complement) lies in `consensus` or hangs over one
+    of its ends by a single letter (or less)."""
+    if both_strands and _overlaps(reverse_complement(seed), consensus):
+        return True
+    return _overlaps(seed, consensus)
 
 
 def _overlaps(seed: str, consensus: str) -> bool:
-    """`seed` lies in `consensus` or hangs over one of its ends by a single letter (or less)."""
     if seed in consensus or consensus in seed:
         return True
     need = max(len(seed) - 1, 3)
@@ -97,19 +91,35 @@ def _overlaps(seed: str, consensus: str) -> bool:
     )
 
 
-def _aligned_pwm(sequences: list[str], seed: str, alphabet: str, extend: int) -> np.ndarray:
-    letters = ALPHABETS[alphabet]
-    index = {c: i for i, c in enumerate(letters)}
-    width = len(seed) + 2 * extend
-    counts = np.zeros((width, len(letters)))
-    for seq in sequences:
-        at = seq.find(seed) - extend
-        for j in range(width):
-            p = at + j
-            if 0 <= p < len(seq) and seq[p] in index:
-                counts[j, index[seq[p]]] += 1
-    counts += 0.01  # a pseudocount so columns with few letters stay defined
-    return counts / counts.sum(axis=1, keepdims=True)
+def similarity(motif: np.ndarray, other: np.ndarray, both_strands: bool) -> tuple[float, int, int]:
+    """How much of `other`'s information lies in columns that match `motif`, at the best
+    ungapped offset (and strand, when both count).
+
+    Column match is the overlap of the two letter distributions, sum_a min(p_a, q_a) in [0, 1];
+    each of `other`'s columns weighs by its information, so uninformative flanks count little.
+
+    Args:
+        motif: `[W1, A]` letter probabilities.
+        other: `[W2, A]` letter probabilities.
+
+    Returns:
+        `(score in [0, 1], offset, strand)`: `other`'s column j (reverse complemented when
+        strand is -1) lies on `motif`'s column j + offset.
+    """
+    best = (0.0, 0, 1)
+    for strand in (1, -1) if both_strands else (1,):
+        b = other if strand > 0 else reverse_complement_pwm(other)
+        bits = np.maximum(information(b), 0.0)
+        if bits.sum() <= 0:
+            continue
+        need = min(MIN_OVERLAP, len(b), len(motif))
+        for offset in range(need - len(b), len(motif) - need + 1):
+            j = np.arange(max(0, -offset), min(len(b), len(motif) - offset))
+            match = np.minimum(motif[j + offset], b[j]).sum(axis=1)
+            score = float((bits[j] * match).sum() / bits.sum())
+            if score > best[0]:
+                best = (score, offset, strand)
+    return best
 
 
 def information(pwm: np.ndarray) -> np.ndarray:
@@ -117,13 +127,18 @@ def information(pwm: np.ndarray) -> np.ndarray:
     return math.log2(pwm.shape[1]) + (pwm * np.log2(pwm)).sum(axis=1)
 
 
-def _trim(pwm: np.ndarray, alphabet: str, min_bits: float | None = None) -> np.ndarray:
-    bits = information(pwm)
+def trim_range(counts: np.ndarray, alphabet: str, min_bits: float | None = None) -> tuple[int, int]:
+    """`[lo, hi)` from the first to the last column carrying at least `min_bits` (default a
+    quarter of the alphabet's maximum) once scaled by its coverage (letters counted / the most
+    any column has): a column past most seqlets' ends, seen in a few, is not informative even
+    when those few agree. The whole matrix when no column is."""
+    coverage = counts.sum(axis=1) / max(counts.sum(axis=1).max(), 1)
+    bits = information(to_pwm(counts)) * coverage
     floor = min_bits if min_bits is not None else 0.25 * math.log2(len(ALPHABETS[alphabet]))
     keep = np.flatnonzero(bits >= floor)
     if not len(keep):
-        return pwm
-    return pwm[keep[0] : keep[-1] + 1]
+        return 0, len(counts)
+    return int(keep[0]), int(keep[-1]) + 1
 
 
 def to_meme(motifs: list[Motif], alphabet: str, background: np.ndarray | None = None) -> str:
@@ -144,11 +159,19 @@ def to_meme(motifs: list[Motif], alphabet: str, background: np.ndarray | None = 
         lines.append(f"MOTIF {m.name} {m.consensus}")
         lines.append(
             f"letter-probability matrix: alength= {len(letters)} w= {len(m.pwm)} "
-            f"nsites= {m.nsites} E= {m.evalue:.3g}"
+            f"nsites= {m.nsites} E= {_evalue(m)}"
         )
         lines += [" ".join(f"{p:.6f}" for p in row) for row in m.pwm]
         lines.append("")
     return "\n".join(lines)
+
+
+def _evalue(m: Motif) -> str:
+    """The E= field from log10 when the value itself underflows (q-values reach 1e-1000)."""
+    if m.evalue > 0 or not math.isfinite(m.log10_q):
+        return f"{m.evalue:.3g}"
+    exponent = math.floor(m.log10_q)
+    return f"{10 ** (m.log10_q - exponent):.3g}e{exponent:+d}"
 
 
 _MATRIX = re.compile(r"letter-probability matrix:(?P<attrs>[^\n]*)")

@@ -25,6 +25,7 @@ from raysattr.stats.accumulators import (
     output_files,
     state_version,
 )
+from raysattr.stats.database import check_database
 from raysattr.stats.flat import SCHEME_ALPHABET, infer_alphabet
 from raysattr.stats.passes import MapFn, StatsState, compute_state, file_batches, local_map
 from raysattr.stats.settings import StatsSettings
@@ -135,6 +136,7 @@ def compute_statistics(output_uri: str, cfg: StatsConfig, map_fn: MapFn = local_
     if not RunDir(output_uri).part_files():
         raise ValueError(f"no attributions/part-*.parquet under {output_uri}")
     st = StatsSettings.from_config(cfg, resolve_alphabet(cfg.alphabet, output_uri))
+    check_database(st.motif_database, st.alphabet)  # before the passes, not after them
     state = compute_state(output_uri, st, map_fn)
     outputs = finalize(state)
     outputs[STATS_JSON]["wall_s"] = time.time() - started

@@ -130,11 +130,15 @@ class SeqletStore:
         cols = {k: np.concatenate([self.cols[k], other.cols[k]]) for k in self.cols}
         return SeqletStore(self.capacity, self.n_found + other.n_found, cols)._top()
 
-    def table(self, motif_of: np.ndarray | None = None) -> pa.Table:
+    def table(
+        self, motif_of: np.ndarray | None = None, strand_of: np.ndarray | None = None
+    ) -> pa.Table:
         """`seqlets.parquet`, strongest first; `motif_of` `[m]` (in `sorted_cols()` order) is
-        each seqlet's motif index in motifs.meme, -1 for none."""
+        each seqlet's motif index in motifs.meme, -1 for none; `strand_of` `[m]` the strand the
+        motif reads on in the seqlet (+1: as written, -1: reverse complement, 0: no motif)."""
         c = self.sorted_cols()
         n = len(c.get("ids", []))
+        strands = np.zeros(n, np.int8) if strand_of is None else np.asarray(strand_of)
         if not n:
             c = {k: np.zeros(0) for k in (*_NUMERIC, "ids", "sequence")}
         ints = {
@@ -153,6 +157,7 @@ class SeqletStore:
                 "motif": pa.array(
                     np.full(n, -1, np.int64) if motif_of is None else np.asarray(motif_of, np.int64)
                 ),
+                "strand": pa.array(np.array([".", "+", "-"])[strands].tolist(), pa.string()),
             }
         )
 

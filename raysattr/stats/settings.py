@@ -9,11 +9,13 @@ from raysattr.config import StatsConfig
 from raysattr.stats.flat import DEFAULT_KMER_SIZES
 from raysattr.stats.kmers import check_key_space
 from raysattr.stats.seqlets import SeqletSettings
+from raysattr.stats.strands import uses_both_strands
 
 
 @dataclass(frozen=True)
 class StatsSettings:
-    """`StatsConfig` with the alphabet and k-mer sizes resolved."""
+    """`StatsConfig` with the alphabet and k-mer sizes resolved; `both_strands` is True for DNA
+    with `stats.both_strands` only."""
 
     alphabet: str
     kmer_sizes: tuple[int, ...]
@@ -27,6 +29,13 @@ class StatsSettings:
     top_motifs: int
     min_motif_seqlets: int
     rows_per_batch: int
+    both_strands: bool = False
+    exclude_unconverged: bool = False
+    min_motif_share: float = 0.01
+    motif_alpha: float = 0.05
+    motif_database: str | None = None
+    database_matches: int = 3
+    database_alpha: float = 0.05
 
     @classmethod
     def from_config(cls, cfg: StatsConfig, alphabet: str) -> StatsSettings:
@@ -51,4 +60,11 @@ class StatsSettings:
             cfg.top_motifs,
             cfg.min_motif_seqlets,
             cfg.rows_per_batch,
+            both_strands=uses_both_strands(alphabet, cfg.both_strands),
+            exclude_unconverged=cfg.exclude_unconverged,
+            min_motif_share=cfg.min_motif_share,
+            motif_alpha=cfg.motif_alpha,
+            motif_database=cfg.motif_database,
+            database_matches=cfg.database_matches,
+            database_alpha=cfg.database_alpha,
         )
