@@ -172,20 +172,20 @@ def _aggregate(output: str, cfg) -> int:
 
 
 def _audit(cfg) -> int:
+    from raysattr.audit.drift import describe
     from raysattr.audit.scheduled import DRIFT_EXIT, run_audit
 
     audit = run_audit(cfg)
     drift = ", ".join(audit["drift"]) or "none"
+    snapshot = audit.get("snapshot") or {}
     print(
-        f"raysattr: audit {audit['audit_id']} {audit['status']} ({audit['mode']}, "
-        f"{audit['rows_processed']} rows) vs {audit['previous'] or 'nothing'}; drift: {drift}"
+        f"raysattr: audit {audit['audit_id']} {audit['status']} ({audit['mode']}: "
+        f"{snapshot.get('rows', '?')} rows in the snapshot, {audit['rows_processed']} attributed "
+        f"now) vs {audit['previous'] or 'nothing'}; drift: {drift}"
     )
     for check in audit["checks"]:
         if not check["passed"]:
-            print(
-                f"  DRIFT {check['name']}: {check['value']} (threshold {check['threshold']}): "
-                f"{check['detail']}"
-            )
+            print(f"  DRIFT {describe(check)}")
     print(f"raysattr: audit -> {audit['output']}/audit.json")
     return DRIFT_EXIT if audit["status"] == "drift" else 0
 

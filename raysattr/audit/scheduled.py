@@ -6,7 +6,9 @@ Incremental mode processes only input files that are new since the previous audi
 path, size and etag/mtime) and merges their statistics into the previous audit's merged state,
 with the previous seqlet threshold so the partials stay comparable. A changed or removed file
 cannot be subtracted from merged statistics, so it makes the audit a full one (the reason is
-recorded).
+recorded). Either way the audit describes the whole snapshot: its statistics are the merged
+ones, and `snapshot` in audit.json (rows, error rows, delta histogram) adds this audit's
+summary.json, which covers only the rows it attributed, to the previous audit's `snapshot`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import copy
 import logging
 import time
 from dataclasses import asdict
-from functools import partial
 
 from raysattr.audit.drift import compare
+from raysattr.audit.samples import Totals
 from raysattr.config import RunConfig
 from raysattr.io.rundir import AUDIT, SUMMARY, RunDir
 from raysattr.io.sources import InputFile, list_inputs
@@ -62,12 +64,7 @@ def run_audit(cfg: RunConfig) -> dict:
     previous = a.previous or latest_audit(a.root, exclude=audit_id)
     before = RunDir(previous).read_json(AUDIT) if previous else None
     manifest = list_inputs(cfg.data.uri)
-    files, reused, mode, reason = plan_files(
-        manifest, (before or {}).get("manifest"), a.incremental
-    )
-    prev_state = _previous_state(previous) if mode == "incremental" else None
-    if mode == "incremental" and prev_state is None:
-        files, reused, mode, reason = manifest, 0, "full", "previous audit has no stats_state.pkl"
+    files, reused, mode, reason, prev_state = _plan(manifest, previous, before, a.incremental)
     log.info("raysattr: audit %s (%s: %s), previous: %s", audit_id, mode, reason, previous)
     rows = _attribute(cfg, out_uri, files)
     result = {
@@ -85,25 +82,62 @@ def run_audit(cfg: RunConfig) -> dict:
     }
 
     def write_audit(_steps: dict) -> None:  # after statistics and qc, before the report
-        result.update(_verdict(out_uri, previous, a))
+        totals = _snapshot_totals(out_uri, previous, before, mode)
+        result["snapshot"] = {**totals[0].as_dict(), "rows_attributed": rows}
+        result.update(_verdict(out_uri, previous, a, totals, mode == "incremental"))
         result["wall_s"] = time.time() - started
         RunDir(out_uri).write_json(AUDIT, result)
 
-    merge = partial(_merge_statistics, prev_state=prev_state) if mode == "incremental" else None
+    def merge(_cfg: RunConfig, uri: str) -> dict:  # previous merged state + the new rows
+        return merge_statistics(uri, prev_state)
+
     audit_cfg = copy.deepcopy(cfg)
     audit_cfg.output.uri = out_uri
-    steps = post_run_chain(audit_cfg, out_uri, statistics=merge, before_report=write_audit)
+    steps = post_run_chain(
+        audit_cfg, out_uri, merge if mode == "incremental" else None, before_report=write_audit
+    )
     if "report" in steps:
         result["report"] = steps["report"]
     return result
 
 
-def _verdict(out_uri: str, previous: str | None, a) -> dict:
+def _plan(manifest: list[InputFile], previous: str | None, before: dict | None, incremental):
+    """(files to process, files reused, mode, reason, previous merged statistics state)."""
+    files, reused, mode, reason = plan_files(manifest, (before or {}).get("manifest"), incremental)
+    if mode != "incremental":
+        return files, reused, mode, reason, None
+    if "snapshot" not in before:  # written by an older raysattr: its totals are unknown
+        return manifest, 0, "full", "previous audit.json has no snapshot totals", None
+    prev_state = _previous_state(previous)
+    if prev_state is None:
+        return manifest, 0, "full", "previous audit has no stats_state.pkl", None
+    return files, reused, mode, reason, prev_state
+
+
+def _snapshot_totals(
+    out_uri: str, previous: str | None, before: dict | None, mode: str
+) -> tuple[Totals, Totals]:
+    """(this snapshot, the previous one): rows, error rows and delta histogram. This audit's
+    summary.json covers the rows it attributed, which in an incremental audit are added to the
+    previous snapshot's."""
+    attributed = Totals.of_summary(RunDir(out_uri).read_json(SUMMARY))
+    if not previous:
+        return attributed, Totals()
+    if before and "snapshot" in before:
+        old = Totals.of_dict(before["snapshot"])
+    else:  # an audit written before snapshot totals existed: a full one is its summary
+        old = Totals.of_summary(RunDir(previous).read_json(SUMMARY))
+    return (old + attributed if mode == "incremental" else attributed), old
+
+
+def _verdict(
+    out_uri: str, previous: str | None, a, totals: tuple[Totals, Totals], incremental: bool
+) -> dict:
     """The drift checks against the previous audit, or a baseline verdict for the first one."""
     if not previous:
         return {"status": "baseline", "checks": [], "drift": [], "motifs_gained": [],
                 "motifs_lost": []}  # fmt: skip
-    checks = compare(out_uri, previous, a.top_k, a.thresholds)
+    checks = compare(out_uri, previous, a.top_k, a.thresholds, totals, incremental)
     return {**checks, "status": "drift" if checks["drift"] else "ok"}
 
 
@@ -127,17 +161,20 @@ def _attribute(cfg: RunConfig, out_uri: str, files: list) -> int:
     return run(run_cfg, files=files, post_run=False).summary["rows"]["out"]
 
 
-def _merge_statistics(cfg: RunConfig, out_uri: str, prev_state) -> dict:
-    """The incremental audit's statistics step: previous merged state + partials of the new rows
-    (previous threshold) -> stats files."""
-    from raysattr.pipeline.tasks import ray_map
+def merge_statistics(out_uri: str, prev_state, map_fn=None) -> dict:
+    """The incremental audit's statistics step: the previous merged state + partials of the part
+    files under `out_uri` (the new rows, cut at the previous seqlet threshold) -> stats files
+    and stats_state.pkl of the whole snapshot. `map_fn`: how batches are mapped (Ray tasks by
+    default)."""
     from raysattr.stats.passes import compute_state, merge_states
     from raysattr.stats.run import finalize, save_state, write_outputs
 
+    if map_fn is None:
+        from raysattr.pipeline.tasks import ray_map as map_fn
     files = RunDir(out_uri).part_files()
     state = prev_state
     if files:
-        new = compute_state(out_uri, prev_state.settings, ray_map, files, prev_state.threshold)
+        new = compute_state(out_uri, prev_state.settings, map_fn, files, prev_state.threshold)
         state = merge_states(prev_state, new)
     outputs = finalize(state)
     write_outputs(out_uri, outputs)

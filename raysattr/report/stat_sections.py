@@ -298,16 +298,46 @@ def _qc_chart(qc: pa.Table, value: str, name: str) -> str:
 
 
 def audit_section(files: RunFiles) -> Section:
-    """Drift checks against a previous run."""
+    """Drift checks against a previous audit: per check the change, its interval and p-value,
+    and the threshold, in the check's unit."""
     audit = files.json.get("audit")
     if audit is None:
         return Section("audit", "Audit", missing("audit.json", PRODUCERS["audit.json"]))
     status = str(audit.get("status", "n/a"))
     body = paragraph(f"status: {status}; previous run: {audit.get('previous', 'n/a')}",
-                     "ok" if status == "ok" else "warn")  # fmt: skip
-    cols = ("name", "value", "threshold", "passed", "detail")
-    body += table(cols, [[c.get(k) for k in cols] for c in audit.get("checks") or []], "checks")
+                     "ok" if status in ("ok", "baseline") else "warn")  # fmt: skip
+    snapshot = audit.get("snapshot") or {}
+    body += key_values(
+        [
+            ("mode", f"{audit.get('mode', 'n/a')} ({audit.get('mode_reason', '')})"),
+            ("rows in the snapshot", snapshot.get("rows", "n/a")),
+            ("rows attributed by this audit", audit.get("rows_processed", "n/a")),
+            ("error rows in the snapshot", snapshot.get("errors", "n/a")),
+            ("compared", _compared(audit)),
+        ]
+    )
+    cols = ("name", "passed", "change", "interval", "p-value", "threshold", "unit", "where",
+            "detail")  # fmt: skip
+    body += table(cols, [_check_row(c) for c in audit.get("checks") or []], "checks")
     for key in ("drift", "motifs_gained", "motifs_lost"):
         items = audit.get(key) or []
         body += paragraph(f"{key}: {', '.join(map(str, items)) if items else 'none'}")
     return Section("audit", "Audit", body)
+
+
+def _compared(audit: dict) -> str:
+    rows = audit.get("rows_compared") or {}
+    what = audit.get("comparison", "n/a")
+    return f"{what}: {rows.get('before', '?')} rows before, {rows.get('after', '?')} after"
+
+
+def _check_row(c: dict) -> list:
+    """A check of audit.json as a table row (checks written before intervals existed show
+    their `value` as the change)."""
+    interval = c.get("interval")
+    shown = f"[{fmt(interval[0])}, {fmt(interval[1])}]" if interval else ""
+    change = c.get("change", c.get("value"))
+    p = c.get("p_value")
+    p_text = "" if p is None else f"{p:.3g}"
+    rest = [c.get(k, "") for k in ("threshold", "unit", "where", "detail")]
+    return [c.get("name"), c.get("passed"), change, shown, p_text, *rest]
