@@ -2,6 +2,7 @@
 
 `.venv/bin/python benchmarks/pipeline.py`: 8-14 minutes on 2 cores (the longer when shared);
 `--quick`: about 3. One process, except the memory section (a fresh subprocess per size).
+`--length-routing [--quick]`: only the length routing section (pipeline_routing.py).
 
 Data and model, built in a temp dir: seeded DNA rows of 40-80 nt from `raysattr.demo.generate` in
 one parquet file; a random-weight BERT of the demo model's shape (hidden 64, 2 layers, 4 heads,
@@ -460,14 +461,31 @@ def actors_section(w: Workload, s: Sizes, one: RunTiming, make) -> None:
     print(f"  load average {os.getloadavg()[0]:.2f}")
 
 
+def length_routing(quick: bool) -> None:
+    """The length routing section alone (benchmarks/pipeline_routing.py)."""
+    from pipeline_routing import routing_section
+
+    quiet()
+    with tempfile.TemporaryDirectory(prefix="raysattr-routing-") as tmp_name:
+        routing_section(Path(tmp_name), repeats=1 if quick else 2, n_rows=1_000 if quick else 5_000)
+    ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, no repeats")
     parser.add_argument("--skip-memory", action="store_true", help="no memory section")
+    parser.add_argument(
+        "--length-routing",
+        action="store_true",
+        help="only length routing (pipeline_routing.py): 5,000 proteins, each routing option",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(json.loads(args.memory_child))
+    if args.length_routing:
+        return length_routing(args.quick)
     quiet()
     s, started = sizes(args.quick), time.perf_counter()
     print(

@@ -94,6 +94,11 @@ def test_local_parquet_every_row_once_with_schema(ray_session, model_dir, tmp_pa
     assert summary["rows"]["ok"] == 120 and summary["rows"]["error"] == 0
     assert summary["inputs"][0]["size"] > 0 and summary["model_fingerprint"].startswith("sha256:")
     assert result.summary["sequences_per_s"] > 0
+    # Length routing: every row counted in its bucket, padding measured, call columns not written
+    buckets = {b["bucket"]: b["rows"] for b in summary["length_buckets"]}
+    assert buckets == dict(zip(*np.unique(out.column("bucket"), return_counts=True), strict=True))
+    assert 0 <= summary["padding_fraction"] < 0.5
+    assert not any(c.startswith("_") for c in out.column_names)
 
 
 def _write_formats(table: pa.Table, directory) -> dict:

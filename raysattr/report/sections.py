@@ -75,6 +75,7 @@ def _last_run(summary: dict) -> str:
         ("model fingerprint", summary.get("model_fingerprint", "n/a")),
     ]
     body = "<h3>Last run (summary.json)</h3>" + key_values(last)
+    body += length_buckets(summary)
     body += "<h3>Versions</h3>" + key_values(sorted((summary.get("versions") or {}).items()))
     inputs = summary.get("inputs") or []
     if inputs:
@@ -85,6 +86,23 @@ def _last_run(summary: dict) -> str:
         body += "<details><summary>Configuration</summary>" + key_values(flatten(config))
         body += "</details>"
     return body
+
+
+def length_buckets(summary: dict) -> str:
+    """The last run's length buckets (summary.json `length_buckets`): rows, engine seconds,
+    rows per engine-second of one actor and padding, and the run's padding fraction."""
+    buckets = summary.get("length_buckets") or []
+    if not buckets:
+        return ""
+    rows = [
+        (b["bucket"], b["rows"], fmt(b["engine_s"]), fmt(b["rows_per_s"] or 0.0),
+         fmt(b["padding_fraction"] or 0.0))
+        for b in buckets
+    ]  # fmt: skip
+    padding = fmt(summary.get("padding_fraction") or 0.0)
+    head = f"<h3>Length buckets (padding: {padding} of the token positions evaluated)</h3>"
+    cols = ("bucket (tokens, framed)", "rows", "engine s", "rows/s per actor", "padding")
+    return head + table(cols, rows)
 
 
 def _sequence_rows(rows: list[dict], max_residues: int) -> list[list]:
