@@ -146,7 +146,7 @@ def kmer_hf_tokenizer() -> BertTokenizer:
     return BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False)
 
 
-def save_and_load(shape: ModelShape, out_dir: Path) -> LoadedModel:
+def save_and_load(shape: ModelShape, out_dir: Path, device: str = "cpu") -> LoadedModel:
     """Save a random-weight `BertForSequenceClassification` + k-mer tokenizer, load it back."""
     tokenizer = kmer_hf_tokenizer()
     tokenizer.save_pretrained(out_dir)
@@ -162,7 +162,7 @@ def save_and_load(shape: ModelShape, out_dir: Path) -> LoadedModel:
         initializer_range=shape.init_range,
     )
     BertForSequenceClassification(config).save_pretrained(out_dir)
-    loaded = load_model(ModelConfig(path=str(out_dir)))
+    loaded = load_model(ModelConfig(path=str(out_dir)), device)
     for p in loaded.model.parameters():
         p.requires_grad_(False)  # as the engine does, so every variant runs the same graph
     return loaded
@@ -277,6 +277,7 @@ def run_engine(
 ) -> tuple[VariantRun, list[RowResult]]:
     """Time `AttributionEngine.run(rows)` after a warm-up run on `warm` (`settings` are
     `attribution.*` keys)."""
+    settings = {"quadrature": "fixed", **settings}  # equal nodes with the recipe
     engine = AttributionEngine(loaded, AttributionConfig(method="lig", **settings), dtype=dtype)
     engine.run([warm])
     engine.model_evals = 0
@@ -470,8 +471,21 @@ def _print_header(plan: Plan, rows: list[TokenizedRow]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rows and steps (< 1 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer rows and steps")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (issue-12 sections)")
+    parser.add_argument(
+        "--sections",
+        default="models,demo,many",
+        help="comma-separated: models (the per-model table), demo (path rule, reference, bf16 "
+        "guard on the demo model), many (many rows per length)",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=os.path.join(tempfile.gettempdir(), "raysattr-bench-work"),
+        help="keeps the trained demo model between runs",
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     torch.manual_seed(SEED)
     hf_logging.disable_progress_bar()
     n_rows, model_plans = plans(args.quick)
@@ -484,11 +498,27 @@ def main() -> None:
         tokenize = make_tokenizer("kmer", kmer_hf_tokenizer(), K)
         rows = [tokenize(s) for s in dna_sequences(n_rows)]
         warm = tokenize(dna_sequences(1, seed=SEED + 1)[0])  # 20 tokens, not a measured row
-        for plan in model_plans:
-            benchmark_model(plan, rows, warm, Path(tmp))
+        if "models" in sections:
+            for plan in model_plans:
+                benchmark_model(plan, rows, warm, Path(tmp))
+        issue12_sections(args, sections, Path(tmp))
     print(
         f"\ntotal {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.2f}"
     )
+
+
+def issue12_sections(args, sections: set[str], tmp: Path) -> None:
+    """The path rule on the demo model, bf16 with the guard, many rows per length
+    (`engine_paths`)."""
+    import engine_paths  # noqa: PLC0415  (benchmarks/ is on sys.path when run as a script)
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if "demo" in sections:
+        engine_paths.demo_section(workdir, 60 if args.quick else 300, args.device, args.quick)
+    if "many" in sections:
+        many = [(TINY, 100 if args.quick else 500, 500), (BERT_BASE, 8 if args.quick else 16, 64)]
+        engine_paths.many_rows_section(many, save_and_load, tmp, 8, args.device)
 
 
 if __name__ == "__main__":

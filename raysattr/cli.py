@@ -1,4 +1,4 @@
-"""`raysattr run|aggregate|qc|report|audit|demo`: the command line.
+"""`raysattr run|plan|aggregate|qc|report|audit|export|demo`: the command line.
 
 Exit codes: 0 ok, 1 run failure, 2 bad config/usage, 3 audit found drift, 130 interrupted.
 A failure prints one line, `error: <what>, <where>, <what to do>`; `--debug` adds the traceback.
@@ -7,7 +7,9 @@ A failure prints one line, `error: <what>, <where>, <what to do>`; `--debug` add
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import traceback
 from contextlib import contextmanager
@@ -26,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--debug", action="store_true", help="print the traceback of a failure, not just its line"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own logs and progress too (default: in Ray's session log files)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="attribute a dataset (Ray in-process unless RAY_ADDRESS)")
@@ -52,12 +59,49 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. audit.incremental=true"
     )
+    exp = sub.add_parser(
+        "export", help="write a run's seqlets/scores for other tools: modisco, bed, fasta, bedgraph"
+    )
+    exp.add_argument("kind", help="modisco | bed | fasta | bedgraph")
+    exp.add_argument("output", help="run output directory or s3:// prefix")
+    exp.add_argument("dest", help="where to write: a folder (modisco) or a file")
+    exp.add_argument("--config", help="YAML config (data.coordinates); default: the run's own")
+    exp.add_argument(
+        "--windows", default="seqlets", help="modisco: seqlets (one centred on each) | crop"
+    )
+    exp.add_argument("--width", type=int, default=100, help="modisco: window width in residues")
+    exp.add_argument("overrides", nargs="*", help="key=value, e.g. data.coordinates.chrom=chr")
+    plan = sub.add_parser(
+        "plan", help="count rows and tokens, estimate time and device-hours; runs nothing"
+    )
+    plan.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
+    plan.add_argument("overrides", nargs="*", help="key=value overrides")
+    plan.add_argument("--actors", type=int, help="attribution actors (default compute.max_actors)")
+    plan.add_argument(
+        "--tokens-per-s",
+        type=float,
+        help="evaluated tokens/s of one actor (default: measured by a short probe here)",
+    )
+    plan.add_argument("--probe-rows", type=int, default=32, help="rows the probe attributes")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
-    for command in (run, agg, qc, rep, audit, demo):  # `raysattr run X.yaml --debug` works too
+    for command in (
+        run,
+        agg,
+        qc,
+        rep,
+        audit,
+        exp,
+        plan,
+        demo,
+    ):  # `raysattr run X.yaml --debug` works too
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        command.add_argument(
+            "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
     return parser
 
@@ -75,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `raysattr` console script."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parser().parse_args(argv)
+    if args.verbose:  # read by raysattr.pipeline.raylog, here and in jobs/*.py
+        os.environ["RAYSATTR_VERBOSE"] = "1"
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -91,7 +137,14 @@ def _dispatch(args) -> int:
         return _audit(load(args.config, args.overrides))
     if args.command == "demo":
         return _demo(args.out, args.overrides)
+    if args.command == "plan":
+        return _plan(load(args.config, args.overrides), args)
     cfg = load(args.config, args.overrides)
+    if args.command == "export":  # reads the output, writes only DEST: no lease
+        from raysattr.export import export
+
+        print(export(args.kind, args.output, args.dest, cfg, args.windows, args.width))
+        return 0
     # aggregate, qc and report rewrite files of an existing output: they hold its lease too, so
     # they never interleave with a run (or each other) writing there.
     with _holding(args.output, args.command, cfg.output.lease_ttl_s):
@@ -143,8 +196,22 @@ def _run(cfg) -> int:
 
     result = run(cfg)
     print(result.one_line())
+    unconverged = result.summary.get("convergence", {}).get("unconverged", 0)
+    if unconverged:
+        print(
+            f"raysattr: warning: {unconverged} rows missed attribution.delta_tolerance at "
+            "attribution.max_evals (converged=false; the worst are listed in report.html)"
+        )
     if "report" in result.summary:
         print(f"raysattr: report -> {result.summary['report']}")
+    return 0
+
+
+def _plan(cfg, args) -> int:
+    from raysattr.pipeline.costplan import make_plan, render
+
+    plan = make_plan(cfg, args.actors, args.tokens_per_s, args.probe_rows)
+    print(json.dumps(plan.as_dict(), indent=1) if args.json else "\n".join(render(plan)))
     return 0
 
 

@@ -8,8 +8,11 @@ import torch
 from captum.attr import LayerIntegratedGradients
 
 from raysattr.attribution import AttributionEngine, available_methods, get_method
-from raysattr.attribution.base import MethodOutput
+from raysattr.attribution.base import PER_RESIDUE_LETTER, MethodOutput
+from raysattr.attribution.budget import TokenBudget
 from raysattr.config import AttributionConfig, TokenizeConfig
+from raysattr.config import load as load_config
+from raysattr.errors import ConfigError
 from raysattr.tokenize import TokenizedRow, make_tokenizer, residue_sums
 
 from .factories import random_dna_model
@@ -80,11 +83,15 @@ def test_every_method_gives_one_result_per_row_with_aligned_shapes(dna, rows, me
         assert np.isfinite(r.token_attr).all() and np.isfinite(r.residue_attr).all()
         assert np.abs(r.token_attr).sum() > 0
         # What the method declares is what the rows show.
-        assert r.n_steps == (8 if declared.uses_steps else 0)
+        # The path rule (default) reports the gradient nodes each row used; at least its 9.
+        assert (r.n_steps >= 9) if declared.uses_steps else r.n_steps == 0
         assert np.isfinite(r.delta) == np.isfinite(r.delta_rel) == declared.has_delta
         assert set(r.extras) <= set(declared.extras)
-        for value in r.extras.values():
-            assert np.ndim(value) == 0 or np.shape(value)[-1] == row.n_tokens + 2
+        for key, value in r.extras.items():
+            if declared.extras[key] == PER_RESIDUE_LETTER:  # [residues, letters]
+                assert np.shape(value)[0] == row.length
+            else:
+                assert np.ndim(value) == 0 or np.shape(value)[-1] == row.n_tokens + 2
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -118,7 +125,8 @@ def oracle_lig(loaded, row, target, n_steps):
 
 def test_lig_matches_the_corrected_seed_recipe(dna, rows):
     loaded, _ = dna
-    for r, row in zip(run(dna, rows, method="lig", n_steps=16), rows, strict=True):
+    fixed = run(dna, rows, method="lig", n_steps=16, quadrature="fixed")
+    for r, row in zip(fixed, rows, strict=True):
         expected, delta = oracle_lig(loaded, row, r.target, 16)
         np.testing.assert_allclose(
             r.token_attr, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()
@@ -140,7 +148,7 @@ def test_seed_forward_breaks_completeness_where_raysattr_holds(dna, rows):
     seed_attr, seed_delta = LayerIntegratedGradients(seed_forward, loaded.embeddings).attribute(
         ids, base, n_steps=50, return_convergence_delta=True
     )
-    ours = run(dna, [row], method="lig", n_steps=50, target="class:0")[0]
+    ours = run(dna, [row], method="lig", target="class:0", delta_tolerance=0.005)[0]
     gap = float(ours.token_attr.sum() - ours.delta)  # F(x) - F(x')
     assert abs(gap) > 1e-4
     assert ours.delta_rel < 0.01
@@ -200,11 +208,12 @@ def test_out_of_memory_backs_off_and_loses_no_row(dna, rows):
             raise torch.OutOfMemoryError("injected: CUDA out of memory")
 
     engine = make_engine(loaded, method="lig", n_steps=4, token_budget=100_000, fault_hook=hook)
-    results = engine.run(rows)
-    assert [r.status for r in results] == ["ok"] * len(rows)
+    # Each row twice: equal lengths share micro-batches (no padding), which then fail.
+    results = engine.run(rows + rows)
+    assert [r.status for r in results] == ["ok"] * 2 * len(rows)
     assert engine.budget.oom_count > 0 and engine.budget.value < 100_000
     reference = run(dna, rows, method="lig", n_steps=4)
-    for a, b in zip(results, reference, strict=True):
+    for a, b in zip(results, reference + reference, strict=True):
         np.testing.assert_allclose(a.token_attr, b.token_attr, atol=1e-6)
 
 
@@ -237,11 +246,14 @@ def test_other_failures_are_isolated_to_their_row(dna, rows):
 
 
 def test_adaptive_steps_refine_only_rows_over_tolerance(dna, rows):
-    fixed = run(dna, rows, method="lig", n_steps=2, integration_method="riemann_left")
+    fixed = run(
+        dna, rows, method="lig", n_steps=2, integration_method="riemann_left", quadrature="fixed"
+    )
     adaptive = run(
         dna,
         rows,
         method="lig",
+        quadrature="fixed",
         n_steps=2,
         integration_method="riemann_left",
         adaptive_steps=True,
@@ -312,13 +324,18 @@ def test_lig_multi_parts_sum_to_the_total(dna, rows):
 
 
 def test_layer_conductance_matrix_and_convergence(dna, rows):
-    coarse = run(dna, rows[:2], method="layer_conductance", n_steps=16)[1]
-    fine = run(dna, rows[:2], method="layer_conductance", n_steps=128)[1]
+    fixed = {"method": "layer_conductance", "quadrature": "fixed"}
+    coarse = run(dna, rows[:2], n_steps=16, **fixed)[1]
+    fine = run(dna, rows[:2], n_steps=128, **fixed)[1]
     matrix = fine.extras["layer_attr"]
     assert matrix.shape == (2, rows[1].n_tokens + 2)
     np.testing.assert_allclose(matrix.mean(axis=0), fine.token_attr, atol=1e-6)
-    # Conductance converges slowly (about 1/n_steps, measured): the delta must shrink with steps.
+    # Captum's rule converges slowly (about 1/n_steps, measured): the delta must shrink with
+    # steps. The path rule's nodes include the path's ends and sit where F changes.
     assert fine.delta_rel < coarse.delta_rel / 4
+    path = run(dna, rows[:2], method="layer_conductance")[1]
+    assert path.delta_rel <= 0.05 and path.converged
+    assert path.n_steps < 128
 
 
 def test_attention_agreement_columns(dna, rows):
@@ -350,7 +367,9 @@ def test_methods_read_their_own_options(dna):
 
 
 def test_methods_without_steps_are_not_refined(dna, rows):
-    results = run(dna, rows, method="saliency", adaptive_steps=True, delta_tolerance=0.0)
+    results = run(
+        dna, rows, method="saliency", quadrature="fixed", adaptive_steps=True, delta_tolerance=0.0
+    )
     assert {r.n_steps for r in results} == {0}
 
 
@@ -376,3 +395,69 @@ def test_deeplift_stores_its_delta(dna, rows):
     results = run(dna, rows, method="deeplift")
     assert all(np.isfinite(r.delta) for r in results)
     assert all(np.isnan(r.delta) for r in run(dna, rows, method="saliency"))
+
+
+def test_path_rule_agrees_with_a_converged_captum_reference(dna, rows):
+    loaded, _ = dna
+    results = run(dna, rows[:3], method="lig", delta_tolerance=0.01)
+    for r, row in zip(results, rows[:3], strict=True):
+        expected, _ = oracle_lig(loaded, row, r.target, 256)
+        error = np.linalg.norm(r.token_attr - expected) / np.linalg.norm(expected)
+        assert error < 0.02 and r.converged and r.delta_rel <= 0.01 and r.n_steps < 64
+
+
+def test_rows_over_tolerance_at_the_cap_are_kept_and_marked(dna, rows):
+    results = run(dna, rows, method="lig", delta_tolerance=1e-7, max_evals=12)
+    assert all(r.ok for r in results)
+    assert all(r.converged is (r.delta_rel <= 1e-7) for r in results)
+    assert sum(r.converged is False for r in results) >= 4
+    assert all(r.converged is None for r in run(dna, rows[:2], method="saliency"))
+
+
+def test_bf16_rows_over_tolerance_are_recomputed_in_fp32(dna, rows):
+    loaded, _ = dna
+    engine = make_engine(loaded, dtype="bfloat16", method="lig", delta_tolerance=0.002)
+    results = engine.run(rows)
+    redone = [r for r in results if r.fp32_recomputed]
+    assert engine.fp32_recomputes == len(redone) > 0
+    fp32 = run(dna, rows, method="lig", delta_tolerance=0.002)
+    for r, f in zip(results, fp32, strict=True):
+        if r.fp32_recomputed:  # exactly the fp32 result
+            np.testing.assert_allclose(r.token_attr, f.token_attr, atol=1e-6)
+        assert r.delta_rel <= 0.002 or not r.converged
+
+
+def test_a_simulated_memory_limit_settles_the_growing_budget(dna):
+    """The CUDA budget path without a GPU: a budget that grows after clean micro-batches (as
+    on CUDA) meets a memory limit that the fault hook enforces by raising OOM above a number of
+    budget units; it must settle under the limit, close to it, and lose no row."""
+    loaded, tok = dna
+    rng = np.random.default_rng(5)
+    rows = [tok("".join(rng.choice(list("ACGT"), 32))) for _ in range(240)]  # 30 tokens each
+    engine = make_engine(loaded, method="lig", quadrature="fixed", n_steps=4, max_batch_rows=64)
+    per_row = 4 * engine.budget.cost(32)  # budget units of one row's 4 steps at 32 tokens
+    limit = 40 * per_row + per_row / 2  # 40 rows fit, 41 do not
+    budget = TokenBudget(limit / 2, engine.budget.attn_ratio, can_grow=True, grow_after=1)
+    engine.budget = engine.predictor.budget = budget
+
+    def hook(n_rows, seq_len):
+        if n_rows * 4 * budget.cost(seq_len) > limit:  # a chunk of every row's 4 steps
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+
+    engine.fault_hook = hook
+    results = engine.run(rows)
+    assert [r.status for r in results] == ["ok"] * len(rows)
+    assert 1 <= budget.oom_count <= 3  # grew into the limit, backed off, stayed under it
+    assert 0.75 * 40 * per_row <= budget.value <= limit  # near the largest fitting plan
+    reference = run(dna, rows, method="lig", quadrature="fixed", n_steps=4)
+    for a, b in zip(results, reference, strict=True):
+        np.testing.assert_allclose(a.token_attr, b.token_attr, atol=1e-6)
+
+
+def test_old_adaptive_configs_fail_with_a_clear_message():
+    with pytest.raises(ConfigError, match="attribution.quadrature=fixed"):
+        load_config(None, ["attribution.adaptive_steps=true"])
+    cfg = load_config(None, ["attribution.adaptive_steps=true", "attribution.quadrature=fixed"])
+    assert cfg.attribution.adaptive_steps
+    with pytest.raises(ConfigError, match="attribution.quadrature"):
+        load_config(None, ["attribution.quadrature=simpson"])

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from raysattr.attribution import quadrature
+from raysattr.attribution.quadrature import INITIAL_PANELS, PathResult, PathSettings, PathSpace
 from raysattr.models import LoadedModel
 
 
@@ -25,12 +27,19 @@ class Batch:
             and padding kept.
         attention_mask: `[batch, seq_len]` int64, 1 on real tokens.
         targets: `[batch]` int64 class index per row.
+        residues: per row, the residues its content tokens cover (the segment's part of the
+            normalised sequence), for methods that work on residues (`ism`); None when the
+            batch was built without them.
+        spans: per row, `[n_tokens, 2]` residue ranges of its content tokens, relative to the
+            first residue of `residues`; None with `residues`.
     """
 
     input_ids: torch.Tensor
     baseline_ids: torch.Tensor
     attention_mask: torch.Tensor
     targets: torch.Tensor
+    residues: list[str] | None = None
+    spans: list[np.ndarray] | None = None
 
     @property
     def size(self) -> int:
@@ -49,12 +58,25 @@ class MethodOutput:
         token_attr: `[batch, seq_len]` float32; padding positions are exactly 0.
         delta: `[batch]` convergence delta, or None for methods without one.
         extras: name -> array whose first axis is the batch and whose last axis, when it has
-            more than one, is `seq_len` (e.g. `[batch, layers, seq_len]`); scalars are `[batch]`.
+            more than one, is `seq_len` (e.g. `[batch, layers, seq_len]`); scalars are `[batch]`;
+            `PER_RESIDUE_LETTER` extras are `[batch, max_residues, letters]`.
+        residue_attr: `[batch, max_residues]` scores per residue of each row's `Batch.residues`
+            (zero past a row's end), from a method that scores residues itself
+            (`AttributionMethod.scores_residues`); the row's `residue_attr` is then these, not
+            the token scores spread over residues. None otherwise.
+        n_steps: `[batch]` gradient nodes each row used, when they differ per row (the path
+            rule); None = the `n_steps` the batch was called with.
+        grad_evals: forward+backward example evaluations spent, when the method counts them
+            (None = `batch x evals_per_row(n_steps)`); forward_evals: forward-only ones.
     """
 
     token_attr: torch.Tensor
     delta: torch.Tensor | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    residue_attr: np.ndarray | None = None
+    n_steps: np.ndarray | None = None
+    grad_evals: int | None = None
+    forward_evals: int = 0
 
 
 class ModelForward:
@@ -141,9 +163,12 @@ class EmbedsModule(nn.Module):
 
 
 # Shapes of a method's extras (`AttributionMethod.extras`), for slicing rows out of a batch and
-# averaging windows: one value per row, one per token, or one per encoder layer and token.
+# averaging windows: one value per row, one per token, one per encoder layer and token, or one
+# per residue and alphabet letter (ISM's hypothetical scores; windows stitched along residues).
 PER_ROW, PER_TOKEN, PER_LAYER_TOKEN = "row", "token", "layer_token"
-EXTRA_KINDS = {PER_ROW: 1, PER_TOKEN: 2, PER_LAYER_TOKEN: 3}  # kind -> ndim of the batch array
+PER_RESIDUE_LETTER = "residue_letter"
+# kind -> ndim of the batch array
+EXTRA_KINDS = {PER_ROW: 1, PER_TOKEN: 2, PER_LAYER_TOKEN: 3, PER_RESIDUE_LETTER: 3}
 
 
 class AttributionMethod:
@@ -158,17 +183,23 @@ class AttributionMethod:
         needs_eager_attention: the model must return attention weights, so the replica is loaded
             with eager attention (SDPA kernels return none). Read from the class, before the
             model is loaded (`registry.attn_implementation`). Default False.
-        uses_steps: the method integrates along a path from the baseline: `attribute` gets the
-            step count (`attribution.n_steps`, doubled by adaptive refinement up to `max_steps`),
-            rows report it in `n_steps`, and `attribution.integration_method` applies. Without
-            it `attribute` gets `n_steps=0`, rows report 0 and are never refined. Default False.
+        uses_steps: the method integrates along a path from the baseline (`PathMethod`):
+            `attribute` gets the step count of the fixed rule (`attribution.n_steps`, doubled by
+            adaptive refinement up to `max_steps`) or places its own nodes (the path rule); rows
+            report the nodes in `n_steps`. Without it `attribute` gets `n_steps=0`, rows report
+            0 and are never refined. Default False.
         has_delta: `attribute` returns a convergence delta per row: rows report `delta` and
             `delta_rel`, and adaptive refinement re-runs rows whose `delta_rel` exceeds
             `attribution.delta_tolerance`. Without it both columns are NaN. Default False.
         extras: name -> kind of every extra `attribute` may return (`extra_<name>` columns):
             `PER_ROW` (`[batch]`, windows averaged), `PER_TOKEN` (`[batch, seq_len]`) or
-            `PER_LAYER_TOKEN` (`[batch, layers, seq_len]`; windows stitched along `seq_len`).
-            An extra that is not declared, or has another shape, is an error. Default none.
+            `PER_LAYER_TOKEN` (`[batch, layers, seq_len]`; windows stitched along `seq_len`)
+            or `PER_RESIDUE_LETTER` (`[batch, max_residues, letters]`, per residue of
+            `Batch.residues`; windows stitched along residues). An extra that is not declared,
+            or has another shape, is an error. Default none.
+        scores_residues: `attribute` returns `MethodOutput.residue_attr`, scores per residue
+            computed by the method itself (`ism` mutates residues), which become the rows'
+            `residue_attr`. Default False.
 
     Options of its own (`attribution.compare_method`, `attribution.integration_method`, ...) a
     method reads in `from_config`, from the config's `attribution` section.
@@ -178,6 +209,7 @@ class AttributionMethod:
     needs_eager_attention = False
     uses_steps = False
     has_delta = False
+    scores_residues = False
     extras: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, forward: ModelForward):
@@ -214,19 +246,61 @@ class AttributionMethod:
 
 
 class PathMethod(AttributionMethod):
-    """An integrating Captum method (IG, LIG, LayerConductance): steps, a delta, and
-    `attribution.integration_method` as its own option."""
+    """An integrating method (IG, LIG, LayerConductance): a delta, and a quadrature of the
+    straight path from the baseline.
+
+    `attribution.quadrature=path` (the default in configs) places each row's gradient nodes
+    where F changes and refines until `delta_tolerance` or `max_evals`
+    (`raysattr.attribution.quadrature`); rows report the nodes they used in `n_steps`.
+    `quadrature=fixed` is Captum's rule, `integration_method` with `n_steps` nodes for every
+    row. A subclass implements `path_space` (the path for the path rule) and `attribute_fixed`
+    (the Captum call); a constructed method without `path` settings uses the fixed rule.
+    """
 
     uses_steps = True
     has_delta = True
 
-    def __init__(self, forward: ModelForward, integration_method: str = "gausslegendre"):
+    def __init__(
+        self,
+        forward: ModelForward,
+        integration_method: str = "gausslegendre",
+        path: PathSettings | None = None,
+    ):
         super().__init__(forward)
         self.integration_method = integration_method
+        self.path = path
 
     @classmethod
     def from_config(cls, forward: ModelForward, attribution) -> AttributionMethod:
-        return cls(forward, attribution.integration_method)
+        return cls(forward, attribution.integration_method, path_settings(attribution))
+
+    def evals_per_row(self, n_steps: int) -> int:
+        # The path rule starts with 2 * INITIAL_PANELS + 1 nodes; refinement adds few rows.
+        return 2 * INITIAL_PANELS + 1 if self.path is not None else max(n_steps, 1)
+
+    def attribute(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
+        if self.path is None:
+            return self.attribute_fixed(batch, n_steps, internal_batch_size)
+        result = quadrature.integrate(self.path_space(batch), self.path, internal_batch_size)
+        return self.path_output(batch, result)
+
+    def attribute_fixed(self, batch: Batch, n_steps: int, internal_batch_size: int) -> MethodOutput:
+        """The Captum call with `n_steps` nodes of `integration_method` for every row."""
+        raise NotImplementedError
+
+    def path_space(self, batch: Batch) -> PathSpace:
+        """The batch's straight path in the space the method integrates in."""
+        raise NotImplementedError
+
+    def path_output(self, batch: Batch, result: PathResult) -> MethodOutput:
+        """`token_attr` = the parts summed; subclasses add extras."""
+        return MethodOutput(
+            result.parts.sum(dim=1),
+            result.delta,
+            n_steps=result.nodes,
+            grad_evals=result.grad_evals,
+            forward_evals=result.forward_evals,
+        )
 
     def integrate(
         self, captum_method, inputs, baselines, batch: Batch, n_steps: int, internal_batch_size: int
@@ -247,6 +321,18 @@ class PathMethod(AttributionMethod):
             internal_batch_size=internal_batch_size,
             return_convergence_delta=True,
         )
+
+
+def path_settings(attribution) -> PathSettings | None:
+    """The path rule's settings from the `attribution` section; None under `quadrature=fixed`."""
+    if attribution.quadrature != "path":
+        return None
+    return PathSettings(attribution.delta_tolerance, attribution.max_evals)
+
+
+def pick_target(out: torch.Tensor, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
+    """`[n, n_classes]` -> `[n]` each row's target column (`rows` index the batch)."""
+    return out.gather(1, batch.targets[rows].view(-1, 1)).squeeze(1)
 
 
 def hidden_sum(attr: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

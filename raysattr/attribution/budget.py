@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-CPU_DEFAULT_BUDGET = 4096  # measured: internal_batch_size ~16 at 250 tokens is fastest on CPU
+CPU_DEFAULT_BUDGET = 4096  # measured on bert-base: internal_batch_size ~16 at 250 tokens
+# CPU work per token scales with hidden x layers: smaller models get proportionally larger
+# chunks (fewer, overhead-bound passes otherwise), up to this factor (benchmarks/engine.py).
+CPU_REFERENCE_SIZE = 768 * 12
+CPU_MAX_SCALE = 32
 MIN_BUDGET = 1
 
 
@@ -90,12 +94,14 @@ def initial_budget(
 
     On CUDA the estimate takes half the free memory over an approximate per-token cost of a
     forward+backward (24 fp32 activations of `hidden_size` per layer); the OOM back-off and
-    growth correct it. On CPU the measured sweet spot is used.
+    growth correct it. On CPU the measured sweet spot for bert-base, scaled up for smaller
+    models by bert-base's hidden x layers over theirs (at most `CPU_MAX_SCALE`).
     """
     if configured is not None:
         return int(configured), False
     if device.type != "cuda":
-        return CPU_DEFAULT_BUDGET, False
+        scale = CPU_REFERENCE_SIZE / max(hidden_size * max(n_layers, 1), 1)
+        return int(CPU_DEFAULT_BUDGET * min(max(scale, 1.0), CPU_MAX_SCALE)), False
     free, _total = torch.cuda.mem_get_info(device)
     per_token = 24 * 4 * hidden_size * max(n_layers, 1)
     return max(256, int(0.5 * free / per_token)), True

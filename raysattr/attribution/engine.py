@@ -32,6 +32,8 @@ from raysattr.models import LoadedModel, load_model
 from raysattr.models.check import baseline_token_id, check_outputs, check_specials
 from raysattr.tokenize import TokenizedRow
 
+MAX_PADDING = 0.1  # share of padded token positions a micro-batch may hold
+
 
 @dataclass
 class _Item:
@@ -54,6 +56,7 @@ class _Work:
         probs: `[n_segments, n_classes]` probabilities.
         items: what is attributed, (segment, target) pairs.
         done: item -> its latest result.
+        fp32: items recomputed in fp32 by the bf16 guard.
     """
 
     rows: Sequence[TokenizedRow]
@@ -64,6 +67,7 @@ class _Work:
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     items: list[_Item] = field(default_factory=list)
     done: dict[int, ItemResult] = field(default_factory=dict)
+    fp32: set[int] = field(default_factory=set)
 
     def seq_len(self, item: int) -> int:
         return self.segments[self.items[item].segment].seq_len
@@ -135,6 +139,8 @@ class AttributionEngine:
             loaded.device,
         )
         self.model_evals = 0  # forward+backward example evaluations, for benchmarks
+        self.forward_evals = 0  # forward-only example evaluations (the path rule's sweeps)
+        self.fp32_recomputes = 0  # items the bf16 guard attributed again in fp32
         # Token positions in attributed micro-batches (rows x padded length) and how many of
         # them were padding: the pipeline's `padding_fraction` (README "Length routing").
         self.tokens_evaluated = 0
@@ -257,12 +263,26 @@ class AttributionEngine:
         """Run every item; for a method with steps and a delta, adaptive refinement re-runs the
         items over tolerance at 2x, 4x ... `max_steps`."""
         a = self.attribution
-        refine = a.adaptive_steps and self.method.uses_steps and self.method.has_delta
+        refine = a.adaptive_steps and a.quadrature == "fixed"
+        refine = refine and self.method.uses_steps and self.method.has_delta
         n_steps = self.n_steps
         todo = self._run_round(work, list(range(len(work.items))), n_steps)
         while refine and todo and n_steps < a.max_steps:
             n_steps = min(n_steps * 2, a.max_steps)
             todo = self._run_round(work, todo, n_steps)
+        if todo and self.forward.autocast and self.method.has_delta:
+            self._recompute_fp32(work, todo, n_steps)
+
+    def _recompute_fp32(self, work: _Work, todo: list[int], n_steps: int) -> None:
+        """The bf16 guard: items still over tolerance under bf16 autocast are attributed again
+        in fp32 (bf16 gradients alone leave a delta of several percent; measured in NOTES)."""
+        self.forward.autocast = False
+        try:
+            self._run_round(work, todo, n_steps)
+        finally:
+            self.forward.autocast = True
+        work.fp32.update(todo)
+        self.fp32_recomputes += len(todo)
 
     def _run_round(self, work: _Work, todo: list[int], n_steps: int) -> list[int]:
         """Attribute items `todo` in length-sorted micro-batches under the token budget.
@@ -276,10 +296,15 @@ class AttributionEngine:
         while rnd.pending:
             take = [rnd.pending.popleft()]
             plan = self.budget.plan(work.seq_len(take[0]), evals, max_rows)
+            real = work.seq_len(take[0])
             while rnd.pending:
-                nxt = self.budget.plan(work.seq_len(rnd.pending[0]), evals, max_rows)
-                if len(take) + 1 > nxt.rows:
+                longest = work.seq_len(rnd.pending[0])
+                nxt = self.budget.plan(longest, evals, max_rows)
+                # Sorted by length, so the newcomer sets the padded length of all.
+                waste = 1 - (real + longest) / ((len(take) + 1) * longest)
+                if len(take) + 1 > nxt.rows or waste > MAX_PADDING:
                     break
+                real += longest
                 take.append(rnd.pending.popleft())
                 plan = nxt
             self._run_micro_batch(work, rnd, take, plan)
@@ -296,11 +321,14 @@ class AttributionEngine:
             self._recover(work, rnd, take, plan, batch, exc)
             return
         self.budget.on_success()
-        self.model_evals += batch.size * self.method.evals_per_row(rnd.n_steps)
+        fixed_cost = batch.size * self.method.evals_per_row(rnd.n_steps)
+        self.model_evals += fixed_cost if out.grad_evals is None else out.grad_evals
+        self.forward_evals += out.forward_evals
         lengths = batch.attention_mask.sum(dim=1).tolist()
         self.tokens_evaluated += batch.size * batch.seq_len
         self.tokens_padding += batch.size * batch.seq_len - sum(lengths)
-        parts = split_output(out, lengths, self.method, rnd.n_steps)
+        n_residues = [len(r) for r in batch.residues]  # residue-level output (ism)
+        parts = split_output(out, lengths, self.method, rnd.n_steps, n_residues)
         work.done.update(zip(take, parts, strict=True))
         rnd.finished.extend(take)
 
@@ -335,7 +363,8 @@ class AttributionEngine:
         content[torch.arange(len(ids)), mask.sum(dim=1) - 1] = False  # [SEP]
         baseline[content] = self.baseline_id
         targets = torch.tensor([it.target for it in items], device=self.loaded.device)
-        return Batch(ids, baseline, mask, targets)
+        residues, spans = _segment_residues(work, [it.segment for it in items])
+        return Batch(ids, baseline, mask, targets, residues, spans)
 
     # ------------------------------------------------------------------------- assembly
     def _assemble_all(self, work: _Work) -> None:
@@ -362,7 +391,27 @@ class AttributionEngine:
                 )
                 sp = self.special
                 result = assemble(parts, sp["cls"], sp["sep"], self.method.extras)
+                self._mark(result, [i in work.fp32 for i in item_ids])
             work.results.setdefault(row, []).append(result)
+
+    def _mark(self, result: RowResult, recomputed: list[bool]) -> None:
+        """`converged` (delta_rel within `delta_tolerance`, for methods with a delta) and
+        `fp32_recomputed` (any window redone by the bf16 guard)."""
+        if self.method.has_delta:
+            result.converged = bool(result.delta_rel <= self.attribution.delta_tolerance)
+        result.fp32_recomputed = any(recomputed)
+
+
+def _segment_residues(work: _Work, seg_ids: list[int]) -> tuple[list[str], list[np.ndarray]]:
+    """The residues each segment's content tokens cover and their spans relative to the first
+    one, for methods that work on residues (`Batch.residues`, `Batch.spans`)."""
+    residues, spans = [], []
+    for s in seg_ids:
+        seg = work.segments[s]
+        start, end = (int(seg.spans[0, 0]), int(seg.spans[-1, 1])) if len(seg.spans) else (0, 0)
+        residues.append(work.rows[seg.row].residues[start:end])
+        spans.append(seg.spans - start)
+    return residues, spans
 
 
 def _budget(loaded: LoadedModel, configured: int | None) -> TokenBudget:

@@ -30,6 +30,9 @@ class RowResult:
         truncated: the sequence was cut at the model's maximum length.
         windows: number of windows the sequence was attributed in (1 normally).
         extras: method-specific arrays (per token along the last axis) and scalars.
+        converged: delta_rel <= `attribution.delta_tolerance`; None for methods without a
+            delta and for error rows.
+        fp32_recomputed: the bf16 guard attributed the row again in fp32.
     """
 
     row_index: int
@@ -48,6 +51,8 @@ class RowResult:
     windows: int = 0
     n_unknown: int = 0
     extras: dict[str, np.ndarray | float] = field(default_factory=dict)
+    converged: bool | None = None
+    fp32_recomputed: bool = False
 
     @property
     def ok(self) -> bool:

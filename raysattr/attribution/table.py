@@ -60,6 +60,8 @@ def results_to_table(
         "delta": pa.array([r.delta for r in results], pa.float32()),
         "delta_rel": pa.array([r.delta_rel for r in results], pa.float32()),
         "n_steps": pa.array([r.n_steps for r in results], pa.int32()),
+        "converged": pa.array([r.converged for r in results], pa.bool_()),
+        "fp32_recomputed": pa.array([r.fp32_recomputed for r in results], pa.bool_()),
         "truncated": pa.array([r.truncated for r in results], pa.bool_()),
         "windows": pa.array([r.windows for r in results], pa.int32()),
         "n_unknown": pa.array([r.n_unknown for r in results], pa.int32()),

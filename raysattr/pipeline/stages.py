@@ -244,6 +244,8 @@ class WriteStage:
         "status",
         "delta_rel",
         "n_steps",
+        "converged",
+        "fp32_recomputed",
         "pred",
         "target",
         "run_id",

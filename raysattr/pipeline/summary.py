@@ -8,8 +8,11 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from raysattr.attribution.results import DELTA_EDGES
+
+WORST_ROWS = 20  # unconverged rows named in summary.json and the report
 
 
 class RunSummary:
@@ -21,6 +24,9 @@ class RunSummary:
         self.delta_hist = np.zeros(len(DELTA_EDGES) - 1, np.int64)
         self.delta_max = 0.0
         self.rows_read = 0  # input rows that reached the output (a row gives one row per target)
+        self.unconverged = 0  # ok rows with converged = false
+        self.fp32_recomputed = 0  # rows the bf16 guard attributed again in fp32
+        self.worst: list[tuple[float, str, int]] = []  # (delta_rel, id, n_steps), WORST_ROWS kept
         self.provenance: dict = {}
         self.buckets = BucketTotals()
 
@@ -32,6 +38,7 @@ class RunSummary:
         if len(rel):
             self.delta_hist += np.histogram(rel, bins=DELTA_EDGES)[0]
             self.delta_max = max(self.delta_max, float(rel.max()))
+        self._convergence(batch)
         # Every target of an input row comes out of the same attribution call, so counting
         # distinct positions per batch counts input rows.
         if "source_row" in batch.column_names:
@@ -47,6 +54,21 @@ class RunSummary:
         for col in ("model_fingerprint", "run_id"):
             if col in batch.column_names and batch.num_rows:
                 self.provenance[col] = batch.column(col)[0].as_py()
+
+    def _convergence(self, batch: pa.Table) -> None:
+        """Count unconverged and fp32-recomputed rows; keep the `WORST_ROWS` worst unconverged."""
+        if "fp32_recomputed" in batch.column_names:
+            self.fp32_recomputed += int(
+                pa.compute.sum(batch.column("fp32_recomputed")).as_py() or 0
+            )
+        if "converged" not in batch.column_names:
+            return
+        flags = batch.column("converged").to_pylist()
+        bad = [i for i, ok in enumerate(flags) if ok is False]
+        self.unconverged += len(bad)
+        rel, ids, steps = (batch.column(c).to_pylist() for c in ("delta_rel", "id", "n_steps"))
+        self.worst.extend((float(rel[i]), str(ids[i]), int(steps[i])) for i in bad)
+        self.worst = sorted(self.worst, reverse=True)[:WORST_ROWS]
 
     def finish(
         self, wall_s: float, input_rows: int, duplicates, quarantined: list[str], **extra
@@ -81,6 +103,11 @@ class RunSummary:
                 "max": self.delta_max,
             },
             "n_steps": {str(k): v for k, v in sorted(self.steps.items())},
+            "convergence": {
+                "unconverged": self.unconverged,
+                "fp32_recomputed": self.fp32_recomputed,
+                "worst": [{"id": i, "delta_rel": r, "n_steps": n} for r, i, n in self.worst],
+            },
             **self.buckets.summary(),
             "wall_s": wall_s,
             "sequences_per_s": out / wall_s if wall_s > 0 else 0.0,

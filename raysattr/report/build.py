@@ -17,7 +17,12 @@ from raysattr.io.rundir import REPORT, RunDir
 from raysattr.report.html import Section, page
 from raysattr.report.inputs import RunFiles, read_run_files
 from raysattr.report.ranking import Scan, fetch_rows, scan_attributions
-from raysattr.report.sections import delta_section, sequences_section, summary_section
+from raysattr.report.sections import (
+    delta_section,
+    sequences_section,
+    summary_section,
+    unconverged_section,
+)
 from raysattr.report.stat_sections import (
     agreement_section,
     audit_section,
@@ -44,6 +49,7 @@ class ReportContext:
 # says so. Adding a section is one entry here.
 SECTIONS: tuple[tuple[str, Callable[[ReportContext], Section]], ...] = (
     ("summary", lambda c: summary_section(c.files, c.scan)),
+    ("unconverged", lambda c: unconverged_section(c.files)),
     ("sequences", lambda c: sequences_section(c.top, c.bottom, c.cfg.max_residues)),
     ("positions", lambda c: positions_section(c.files)),
     ("motifs", lambda c: motifs_section(c.files)),

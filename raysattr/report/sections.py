@@ -200,3 +200,35 @@ def delta_section(files: RunFiles, scan: Scan) -> Section:
 
 def _edge(value: float) -> str:
     return "inf" if math.isinf(value) else fmt(value)
+
+
+def unconverged_section(files: RunFiles) -> Section:
+    """The rows that missed `attribution.delta_tolerance` at the evaluation cap (summary.json's
+    `convergence` block: counts and the worst rows), as a warning; and the bf16 guard's count."""
+    summary = files.json.get("summary") or {}
+    conv = summary.get("convergence")
+    if conv is None:
+        return Section("unconverged", "Unconverged rows", missing("summary.json (convergence)"))
+    tolerance = ((summary.get("config") or {}).get("attribution") or {}).get("delta_tolerance")
+    ok = (summary.get("rows") or {}).get("ok", 0)
+    n = conv.get("unconverged", 0)
+    body = key_values(
+        [
+            ("ok rows with converged = false", n),
+            ("ok rows", ok),
+            ("delta tolerance (config)", tolerance if tolerance is not None else "n/a"),
+            ("rows recomputed in fp32 (bf16 guard)", conv.get("fp32_recomputed", 0)),
+        ]
+    )
+    if not n:
+        body += paragraph("Every row with a convergence delta met the tolerance.", "ok")
+        return Section("unconverged", "Unconverged rows", body)
+    body += paragraph(
+        f"{n} of {ok} ok rows still miss the tolerance at attribution.max_evals; their scores "
+        "do not sum to F(x) - F(baseline) and may be wrong. They are kept, with converged = "
+        "false (stats.exclude_unconverged=true leaves them out of the statistics). Worst:",
+        "warn",
+    )
+    worst = [(w["id"], fmt(w["delta_rel"]), w["n_steps"]) for w in conv.get("worst", [])]
+    body += table(("id", "delta_rel", "n_steps"), worst)
+    return Section("unconverged", "Unconverged rows", body)

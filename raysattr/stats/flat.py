@@ -84,8 +84,11 @@ def _int_column(table: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(table.column(name).cast(pa.int64()), -1).to_numpy()
 
 
-def flatten(table: pa.Table, class_by: str = "label") -> FlatRows:
-    """The `ok` rows of an attributions block as `FlatRows`.
+def flatten(
+    table: pa.Table, class_by: str = "label", exclude_unconverged: bool = False
+) -> FlatRows:
+    """The `ok` rows of an attributions block as `FlatRows` (without `converged = false` rows
+    when `exclude_unconverged`; rows with no delta have a null `converged` and stay).
 
     Rows explaining a class other than their own (`target=all` writes one row per class) are left
     out, so each sequence counts once; `class_by="pred"` uses the prediction as the class.
@@ -103,6 +106,8 @@ def flatten(table: pa.Table, class_by: str = "label") -> FlatRows:
     if "status" in table.column_names:
         table = table.filter(pc.equal(table.column("status"), "ok"))
     table = table.filter(pc.is_valid(table.column("residue_attr")))
+    if exclude_unconverged and "converged" in table.column_names:
+        table = table.filter(pc.fill_null(table.column("converged"), True))
     labels, preds = _int_column(table, "label"), _int_column(table, "pred")
     classes = preds if class_by == "pred" else np.where(labels >= 0, labels, preds)
     targets = _int_column(table, "target")

@@ -67,7 +67,7 @@ def batch_partial(
 ) -> Partial:
     """Partial of one batch of attribution rows: the pass-1 entries when `threshold` is None,
     else the pass-2 entries with seqlets cut at `threshold` (smoothed |score|)."""
-    batch = Batch(table, flatten(table, st.class_by), st, threshold)
+    batch = Batch(table, flatten(table, st.class_by, st.exclude_unconverged), st, threshold)
     entries = of_pass(accumulators, 1 if threshold is None else 2)
     return Partial({a.name: a.build(batch) for a in entries})
 

@@ -82,4 +82,11 @@ class AttentionSummary(AttributionMethod):
             ]
             for key in rows[0]:
                 extras[f"agree_{layer}_{key}"] = np.array([r[key] for r in rows], np.float32)
-        return MethodOutput(last, compared.delta, extras)
+        return MethodOutput(
+            last,
+            compared.delta,
+            extras,
+            n_steps=compared.n_steps,  # the path rule's nodes per row
+            grad_evals=compared.grad_evals,
+            forward_evals=compared.forward_evals,
+        )
