@@ -418,6 +418,88 @@ def measure_memory(model_dir: Path, tmp: Path, n_rows: int) -> dict:
     return json.loads(Path(spec["result"]).read_text())
 
 
+# ------------------------------------------------------------------- memory at scale
+SCALE_LENGTHS = (24, 40)  # nucleotides: short rows, so that 1M rows run in minutes
+
+
+def scale_child(spec: dict) -> None:
+    """In a fresh process: driver peak RSS of an overwrite `run()` (saliency, post-run steps
+    off) over `spec["n_rows"]` rows, then of a resume `run()` over the finished output (every
+    row skipped by the resume keys); writes the figures (bytes, seconds) to `spec["result"]`."""
+    quiet()
+    n = spec["n_rows"]
+    cfg = make_config(
+        spec["model_dir"], spec["data_uri"], spec["out_uri"], Workload("saliency", 1, n)
+    )
+    start = time.perf_counter()
+    init_ray(None)
+    out = {"n_rows": n, "init_s": time.perf_counter() - start}
+    rss = out["rss"] = reset_peak()
+    start = time.perf_counter()
+    result = run(cfg)
+    out["seconds"] = time.perf_counter() - start
+    if result.summary["rows"]["out"] != n or result.summary["rows"]["error"]:
+        raise RuntimeError(f"run() on {n} rows: {result.one_line()}")
+    out["peak"], out["held"] = status_bytes("VmHWM") - rss, status_bytes("VmRSS") - rss
+    cfg.output.mode = "resume"
+    resume_rss = reset_peak()
+    start = time.perf_counter()
+    result = run(cfg)
+    out["resume_s"] = time.perf_counter() - start
+    if result.summary["rows"]["skipped_done"] != n or result.summary["rows"]["out"]:
+        raise RuntimeError(f"resume did not skip every row: {result.one_line()}")
+    out["resume"] = status_bytes("VmHWM") - resume_rss
+    ray.shutdown()
+    Path(spec["result"]).write_text(json.dumps(out))
+
+
+def memory_scale(sizes: list[int]) -> None:
+    """Driver peak memory growth from the smallest to the largest size (issue 15: <= 20 MiB
+    from 100k to 1M rows), one fresh process per size; data and outputs in a temp dir."""
+    print(
+        f"== driver memory at scale: saliency, 1 actor, rows of {SCALE_LENGTHS[0]}-"
+        f"{SCALE_LENGTHS[1]} nt, a fresh process per size; load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"  {'rows':>10}{'RSS':>7}{'run() peak+':>13}{'held+':>8}{'resume peak+':>14}"
+        f"{'run s':>8}{'resume s':>10}{'load':>6}   (MiB)"
+    )
+    results = []
+    with tempfile.TemporaryDirectory(prefix="raysattr-scale-") as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = save_model(tmp / "model")
+        for n in sizes:
+            spec = DatasetSpec("dna", n, *SCALE_LENGTHS, seed=SEED + 3)
+            data = write(generate(spec), tmp / "data" / f"dna-{n}.parquet", "parquet")
+            child = {
+                "n_rows": n,
+                "model_dir": str(model_dir),
+                "data_uri": data,
+                "out_uri": str(tmp / f"out-{n}"),
+                "result": str(tmp / f"scale-{n}.json"),
+            }
+            subprocess.run(
+                [sys.executable, __file__, "--scale-child", json.dumps(child)], check=True
+            )
+            r = json.loads(Path(child["result"]).read_text())
+            results.append(r)
+            mib = [r[k] / 2**20 for k in ("rss", "peak", "held", "resume")]
+            print(
+                f"  {n:>10,}{mib[0]:7.0f}{mib[1]:13.1f}{mib[2]:8.1f}{mib[3]:14.1f}"
+                f"{r['seconds']:8.0f}{r['resume_s']:10.0f}{os.getloadavg()[0]:6.1f}",
+                flush=True,
+            )
+            subprocess.run(["rm", "-rf", child["out_uri"], data], check=True)
+    small, large = results[0], results[-1]
+    for key, name in (("peak", "run()"), ("resume", "resume run()")):
+        grown = (large[key] - small[key]) / 2**20
+        print(
+            f"  {name} peak growth {small['n_rows']:,} -> {large['n_rows']:,} rows: "
+            f"{grown:+.1f} MiB ({'ok' if grown <= 20 else 'over'} the 20 MiB bound)"
+        )
+
+
 # ----------------------------------------------------------------------------------- main
 def quiet() -> None:
     """Keep the table readable: no progress bars, Ray Data INFO logs or Captum warnings."""
@@ -467,7 +549,7 @@ def length_routing(quick: bool) -> None:
 
     quiet()
     with tempfile.TemporaryDirectory(prefix="raysattr-routing-") as tmp_name:
-        routing_section(Path(tmp_name), repeats=1 if quick else 2, n_rows=1_000 if quick else 5_000)
+        routing_section(Path(tmp_name), repeats=1, n_rows=1_000 if quick else 5_000)
     ray.shutdown()
 
 
@@ -476,14 +558,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, no repeats")
     parser.add_argument("--skip-memory", action="store_true", help="no memory section")
     parser.add_argument(
+        "--memory-scale",
+        nargs="?",
+        const="100000,1000000",
+        help="only driver memory at scale (default sizes 100000,1000000 rows)",
+    )
+    parser.add_argument(
         "--length-routing",
         action="store_true",
         help="only length routing (pipeline_routing.py): 5,000 proteins, each routing option",
     )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--scale-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(json.loads(args.memory_child))
+    if args.scale_child:
+        return scale_child(json.loads(args.scale_child))
+    if args.memory_scale:
+        return memory_scale([int(n) for n in args.memory_scale.split(",")])
     if args.length_routing:
         return length_routing(args.quick)
     quiet()

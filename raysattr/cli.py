@@ -87,16 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build demo data + model, then run the demo job")
     demo.add_argument("--out", default="outputs/demo", help="output directory")
     demo.add_argument("overrides", nargs="*", help="key=value overrides for the demo run")
-    for command in (
-        run,
-        agg,
-        qc,
-        rep,
-        audit,
-        exp,
-        plan,
-        demo,
-    ):  # `raysattr run X.yaml --debug` works too
+    # `raysattr run X.yaml --debug` works too
+    for command in (run, agg, qc, rep, audit, exp, plan, demo):
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
@@ -229,7 +221,12 @@ def _aggregate(output: str, cfg) -> int:
 
         init_ray(cfg.compute.address)
         map_fn = ray_map
-    stats = compute_statistics(output, cfg.stats, **({"map_fn": map_fn} if map_fn else {}))
+    from raysattr.progress import tracked_map
+    from raysattr.stats.passes import local_map
+
+    stats = compute_statistics(
+        output, cfg.stats, map_fn=tracked_map(map_fn or local_map, "statistics")
+    )
     print(
         f"raysattr: statistics of {stats['rows']} rows -> {output}: "
         f"{stats['n_significant']} significant k-mers, {len(stats['motifs'])} motifs, "
@@ -258,9 +255,11 @@ def _audit(cfg) -> int:
 
 
 def _qc(output: str, cfg) -> int:
+    from raysattr.progress import Progress
     from raysattr.qc import faithfulness
 
-    qc = faithfulness(output, cfg).summary
+    with Progress("faithfulness", unit="rows") as progress:
+        qc = faithfulness(output, cfg, progress=progress.update).summary
     comp, suff = qc["aopc_comprehensiveness"], qc["aopc_sufficiency"]
     print(
         f"raysattr: faithfulness of {qc['n_rows']} rows -> {output}/qc.parquet: AOPC "

@@ -84,10 +84,20 @@ class Progress:
             return
         now = self.clock()
         if self.first_at is None:
-            self.first_at, self.base = now, self.done
+            self.first_at, self.base = now, self.done + n  # counted from here
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
+        elif now - self.last_line >= self.every_s:
+            self._write(self.line(now))
+            self.last_line = now
+
+    def tick(self) -> None:
+        """Nothing more done, but show that the step is alive: the bar's clock moves, or a line
+        when `every_s` passed (a step whose work happens elsewhere, e.g. in a Ray task)."""
+        now = self.clock()
+        if self.bar is not None:
+            self.bar.refresh()
         elif now - self.last_line >= self.every_s:
             self._write(self.line(now))
             self.last_line = now

@@ -22,6 +22,13 @@ from raysattr.io.results import ResumeKeys, resume_keys
 from raysattr.io.rundir import REPORT, SUMMARY, RunDir, new_run_id
 from raysattr.pipeline.postrun import post_run_chain
 from raysattr.pipeline.preflight import Checked, preflight
+from raysattr.pipeline.raylog import (
+    DRIVER_LOG,
+    StderrFilter,
+    init_options,
+    quiet_ray_data,
+    session_log_dir,
+)
 from raysattr.pipeline.resources import check_output_shared, ensure_resources
 from raysattr.pipeline.stages import (
     AttributeStage,
@@ -31,6 +38,7 @@ from raysattr.pipeline.stages import (
     write_block,
 )
 from raysattr.pipeline.summary import RunSummary
+from raysattr.progress import Progress
 
 log = logging.getLogger("raysattr")
 
@@ -61,30 +69,59 @@ def init_ray(address: str | None) -> bool:
         return True
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **init_options(local=False))
         return True
     cpus = max(8, 2 * (os.cpu_count() or 1))
     ray.init(
+        "local",  # a new Ray, even when `ray start` left one running on this machine
         num_cpus=cpus,
         include_dashboard=False,
         object_store_memory=512 * 1024**2,
-        log_to_driver=True,
+        **init_options(local=True),
     )
     return False
 
 
-def build_dataset(cfg: RunConfig, checked: Checked, resume: ResumeKeys, run_id: str):
-    """The lazy Ray Data plan for `cfg` (nothing runs until it is consumed)."""
+RESUME_FILES_PER_TASK = 64  # part files whose keys one Ray task hashes (one object each)
+
+
+def resume_key_refs(output_uri: str) -> tuple[list, int]:
+    """The keys of the rows already written under `output_uri`, built by Ray tasks over groups
+    of part files and left in the object store (the driver holds refs, never a row's key), and
+    how many ids they hold."""
+    paths = RunDir(output_uri).part_files()
+    groups = [
+        paths[i : i + RESUME_FILES_PER_TASK] for i in range(0, len(paths), RESUME_FILES_PER_TASK)
+    ]
+    task = ray.remote(num_returns=2)(_group_keys)
+    refs = [task.remote(output_uri, group) for group in groups]
+    return [keys for keys, _ in refs], sum(ray.get([n for _, n in refs]))
+
+
+def _group_keys(output_uri: str, paths: list[str]) -> tuple[ResumeKeys, int]:
+    keys = resume_keys(output_uri, paths)
+    return keys, keys.n_ids
+
+
+def _read_resuming(batch: pa.Table, resume_refs: list, **kwargs):
+    """`read_files` with the resume keys fetched from the object store (zero-copy) here, in
+    the read task."""
+    yield from read_files(batch, resume=ResumeKeys.union(ray.get(resume_refs)), **kwargs)
+
+
+def build_dataset(cfg: RunConfig, checked: Checked, resume_refs: list | None, run_id: str):
+    """The lazy Ray Data plan for `cfg` (nothing runs until it is consumed); `resume_refs`:
+    `resume_key_refs` of the output (None: nothing is skipped)."""
     c = cfg.compute
     files = checked.files
     ds = ray.data.from_items([{"uri": f.uri} for f in files], override_num_blocks=len(files))
     ds = ds.map_batches(
-        read_files,
+        read_files if resume_refs is None else _read_resuming,
         batch_size=1,
         batch_format="pyarrow",
         fn_kwargs={
             "cfg": cfg,
-            "resume": resume,
+            **({} if resume_refs is None else {"resume_refs": resume_refs}),
             "later_copies": checked.scan.later_copies,
             "first_copies": checked.scan.first_copies,
         },
@@ -190,17 +227,15 @@ def _run_into(
     """Attribute into `target` (the output, or its staging folder), then the post-run chain."""
     resume = cfg.output.mode == "resume"
     quarantined = target.quarantine_unreadable_parts() if resume else []
-    done = resume_keys(target.uri) if resume else ResumeKeys()
     autoscaling = init_ray(cfg.compute.address)
     ensure_resources(cfg.compute, autoscaling)
     check_output_shared(cfg.output, ray.nodes())  # after the autoscaler added the actors' nodes
+    done_refs, n_done = resume_key_refs(target.uri) if resume else (None, 0)
     run_cfg = copy.deepcopy(cfg)
     run_cfg.output.uri = target.uri
-    summary = RunSummary()
-    for batch in build_dataset(run_cfg, checked, done, run_id).iter_batches(
-        batch_format="pyarrow", batch_size=None
-    ):
-        summary.add(batch)
+    summary = _attribute(
+        build_dataset(run_cfg, checked, done_refs, run_id), _to_do(cfg, checked, n_done)
+    )
     result = summary.finish(
         wall_s=time.time() - started,
         input_rows=checked.scan.total_rows,
@@ -227,6 +262,29 @@ def _run_into(
     if post_run:
         result.update(post_run_chain(run_cfg, target.uri))
     return result
+
+
+def _to_do(cfg: RunConfig, checked: Checked, n_done: int) -> int:
+    """Input rows this run should read: all (or `data.limit`), less those already written."""
+    rows = checked.scan.total_rows
+    return max(min(rows, cfg.data.limit) if cfg.data.limit else rows - n_done, 0)
+
+
+def _attribute(ds, to_do: int) -> RunSummary:
+    """Consume the plan: the per-row summaries streamed back, with progress in input rows."""
+    quiet_ray_data()
+    summary = RunSummary()
+    with StderrFilter(_driver_log()), Progress("attribute", to_do or None) as progress:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            before = summary.rows_read
+            summary.add(batch)
+            progress.update(summary.rows_read - before)
+    return summary
+
+
+def _driver_log():
+    folder = session_log_dir()
+    return folder / DRIVER_LOG if folder is not None else None
 
 
 def _versions() -> dict:

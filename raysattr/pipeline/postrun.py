@@ -56,10 +56,11 @@ def post_run_chain(
 def full_statistics(cfg: RunConfig, output_uri: str) -> dict:
     """Dataset statistics of every part file (resumed rows included) as Ray tasks."""
     from raysattr.pipeline.tasks import ray_map
+    from raysattr.progress import tracked_map
     from raysattr.stats.run import compute_statistics
 
     try:
-        stats = compute_statistics(output_uri, cfg.stats, map_fn=ray_map)
+        stats = compute_statistics(output_uri, cfg.stats, map_fn=tracked_map(ray_map, "statistics"))
     except ValueError as exc:  # e.g. every row is an error row: nothing to aggregate
         log.warning("raysattr: statistics skipped: %s", exc)
         return {"skipped": str(exc)}
@@ -83,7 +84,7 @@ def faithfulness_task(cfg: RunConfig, output_uri: str) -> dict:
         num_gpus=cfg.compute.gpus_per_actor or 0, num_cpus=cfg.compute.cpus_per_actor
     )(task)
     try:
-        qc = ray.get(remote.remote())
+        qc = _wait(remote.remote(), "faithfulness")
     except ray.exceptions.RayTaskError as exc:
         if not isinstance(exc.cause, ValueError):
             raise
@@ -97,3 +98,14 @@ def faithfulness_task(cfg: RunConfig, output_uri: str) -> dict:
         qc["n_rows"],
     )
     return {"aopc_comprehensiveness": comp, "n_rows": qc["n_rows"]}
+
+
+def _wait(ref, what: str):
+    """`ray.get(ref)`, showing that the step is alive while the task runs elsewhere."""
+    from raysattr.progress import Progress
+
+    with Progress(what, unit="tasks") as progress:
+        while not ray.wait([ref], timeout=1.0)[0]:
+            progress.tick()
+        progress.update(1)
+    return ray.get(ref)

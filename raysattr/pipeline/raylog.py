@@ -9,8 +9,9 @@ C++ lines). What is silenced and why:
   (its file handlers keep everything).
 - Worker output forwarded to the driver (`log_to_driver`), e.g. transformers' weight-loading bars
   in every actor: it stays in the worker log files.
-- The token-authentication warning of an in-process Ray: raysattr sets `RAY_AUTH_MODE=token`
-  (Ray's own default, chosen explicitly) unless the user set it.
+- The notice that an in-process Ray enabled token authentication (Ray's default, which raysattr
+  keeps): dropped by a filter on that one logger. (Setting `RAY_AUTH_MODE=token` after `import
+  ray` does not work: Ray caches the mode at import, and the driver then fails to authenticate.)
 - The driver's C++ `core_worker.cc` ERROR line "constructor arguments in the object store and
   max_restarts > 0" on every actor pool: Ray Data itself `ray.put`s the DataContext and the map
   function for each pool's actors (whatever their size) and keeps the refs for the dataset's
@@ -30,6 +31,7 @@ from pathlib import Path
 VERBOSE_ENV = "RAYSATTR_VERBOSE"
 CPP_LOG_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] ")
 DRIVER_LOG = "raysattr-driver-stderr.log"
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def verbose() -> bool:
@@ -39,11 +41,15 @@ def verbose() -> bool:
 
 def init_options(local: bool) -> dict:
     """Extra `ray.init` arguments; `local`: Ray is started in this process."""
-    if local:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default, without its warning
+    if local and not verbose():
+        logging.getLogger(AUTH_LOGGER).addFilter(_not_auth_notice)
     if verbose():
         return {"log_to_driver": True}
     return {"log_to_driver": False, "logging_level": logging.WARNING}
+
+
+def _not_auth_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def quiet_ray_data() -> None:

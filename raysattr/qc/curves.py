@@ -5,6 +5,7 @@ through the shared batched forward (`raysattr.attribution.predict.predict_rows`)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +132,11 @@ def predict_scores(
 
 
 def faithfulness_table(
-    forward: ModelForward, budget: TokenBudget, rows: pa.Table, settings: CurveSettings
+    forward: ModelForward,
+    budget: TokenBudget,
+    rows: pa.Table,
+    settings: CurveSettings,
+    progress: Callable[[int], None] | None = None,
 ) -> pa.Table:
     """Deletion/insertion scores of sampled attribution rows (the `qc.parquet` table).
 
@@ -141,6 +146,7 @@ def faithfulness_table(
         rows: attribution rows with `id`, `target`, `token_ids` `[n + 2]`, `token_attr`
             `[n + 2]` and optionally `length`; one window each.
         settings: fractions, random repeats, seed and the baseline token.
+        progress: called with the number of rows each group of rows finished.
 
     Raises:
         ValueError: a row's `token_ids` and `token_attr` differ in length or hold no content.
@@ -164,6 +170,8 @@ def faithfulness_table(
         for i, row_scores in zip(group, scores, strict=True):
             key = (row_ids[i], targets[i], lengths[i], len(token_ids[i]) - 2)
             records[i] = _row_records(key, fractions, row_scores)
+        if progress is not None:
+            progress(len(group))
     return pa.Table.from_pylist([r for row in records for r in row], schema=QC_SCHEMA)
 
 

@@ -4,6 +4,7 @@ curves and the summary, and writes `qc.parquet` and `qc.json` through `write_qc`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -30,7 +31,11 @@ class QCResult:
 
 
 def faithfulness(
-    output_uri: str, cfg: RunConfig, device: str | None = None, sanity_rows: int = 4
+    output_uri: str,
+    cfg: RunConfig,
+    device: str | None = None,
+    sanity_rows: int = 4,
+    progress: Callable[[int], None] | None = None,
 ) -> QCResult:
     """Sample the run's attributions, compute the curves and the baseline sanity check, and
     write `qc.parquet` and `qc.json` into `output_uri` (local or s3://).
@@ -40,6 +45,7 @@ def faithfulness(
         cfg: the run's config (`model`, `attribution` and `qc` sections are used).
         device: torch device; None = CUDA when available, else CPU.
         sanity_rows: rows whose all-baseline input is attributed for the sanity check.
+        progress: called with the number of sampled rows each step of the curves finished.
 
     Raises:
         ValueError: nothing written under `output_uri`, no eligible row, or a malformed row.
@@ -57,7 +63,7 @@ def faithfulness(
     # attention when it reads attention weights): its forward, baseline and budget are reused.
     engine = AttributionEngine.load(cfg, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = CurveSettings(engine.baseline_id, tuple(qc.fractions), qc.random_repeats, qc.seed)
-    table = faithfulness_table(engine.forward, _forward_budget(engine), rows, settings)
+    table = faithfulness_table(engine.forward, _forward_budget(engine), rows, settings, progress)
     summary = {
         **summarize(table),
         "n_rows": len(rows),
