@@ -173,7 +173,10 @@ class StatsConfig:
     motif_database: str | None = None  # a MEME file (e.g. JASPAR): TOMTOM names every motif
     database_matches: int = 3  # best matches kept per motif (q < database_alpha)
     database_alpha: float = 0.05
-    rows_per_batch: int = 4096  # rows per aggregation batch (memory bound per worker)
+    rows_per_batch: int = 4096  # rows per aggregation batch at most
+    # residues per aggregation batch at most: what bounds a worker's memory (~270 bytes a
+    # residue at peak), so 4,096 ProtBert rows of 2,000 aa become several batches
+    residues_per_batch: int = 1_000_000
 
 
 @dataclass
@@ -407,6 +410,7 @@ def _validate_stats(st: StatsConfig) -> None:
         "top_motifs",
         "min_motif_seqlets",
         "rows_per_batch",
+        "residues_per_batch",
         "database_matches",
     ):
         _check_positive(f"stats.{name}", getattr(st, name))

@@ -29,6 +29,7 @@ import numpy as np
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PROTBERT_LETTERS = "LAGVESIKRDTPNQFYMHCWXUBZO"  # ProtBert's vocabulary order after the specials
 DNA_LETTERS = "ACGT"
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard amino acids
 
 
 @dataclass

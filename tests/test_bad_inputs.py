@@ -145,6 +145,18 @@ CASES = [
     Case("bad_target", lambda c: ["attribution.target=best"], 2, ("attribution.target",)),
     Case("bad_dup_policy", lambda c: ["data.duplicate_ids=drop"], 2, ("data.duplicate_ids",)),
     Case("bad_method", lambda c: ["attribution.method=shap"], 2, ("attribution.method", "lig")),
+    Case(
+        "ism_on_text",
+        lambda c: ["attribution.method=ism", "tokenize.scheme=text"],
+        2,
+        ("attribution.method='ism'", "kmer or residue", "tokenize.scheme='text'"),
+    ),
+    Case(
+        "half_coordinates",
+        lambda c: ["data.coordinates.chrom=chrom"],
+        2,
+        ("data.coordinates", "chrom and start"),
+    ),
     Case("actors", lambda c: ["compute.max_actors=0"], 2, ("compute.max_actors",)),
     Case("no_equals", lambda c: ["attribution.n_steps"], 2, ("key=value",)),
     # ---- inputs: exit 1, before anything is touched

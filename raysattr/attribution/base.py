@@ -200,6 +200,8 @@ class AttributionMethod:
         scores_residues: `attribute` returns `MethodOutput.residue_attr`, scores per residue
             computed by the method itself (`ism` mutates residues), which become the rows'
             `residue_attr`. Default False.
+        schemes: the `tokenize.scheme`s the method works with (pre-flight refuses others);
+            None = every scheme. Default None.
 
     Options of its own (`attribution.compare_method`, `attribution.integration_method`, ...) a
     method reads in `from_config`, from the config's `attribution` section.
@@ -210,6 +212,7 @@ class AttributionMethod:
     uses_steps = False
     has_delta = False
     scores_residues = False
+    schemes: tuple[str, ...] | None = None
     extras: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, forward: ModelForward):

@@ -71,6 +71,17 @@ def check_methods(attribution) -> None:
             )
 
 
+def check_scheme(method: str, scheme: str) -> None:
+    """Raises ConfigError when method `method` does not work with `tokenize.scheme`."""
+    schemes = getattr(get_method(method), "schemes", None)
+    if schemes is not None and scheme not in schemes:
+        raise ConfigError(
+            f"attribution.method={method!r} works with tokenize.scheme {' or '.join(schemes)}",
+            f"tokenize.scheme={scheme!r}",
+            "use another method for this model",
+        )
+
+
 def available_methods() -> list[str]:
     """Registered method names, sorted."""
     _load_all()

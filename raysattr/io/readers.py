@@ -99,7 +99,10 @@ def check_columns(req: Request, present: list[str]) -> None:
     missing = [c for c in req.required if c not in present]
     if not missing:
         return
-    fix = "set data.sequence_column, data.label_column or data.passthrough_columns to match"
+    fix = (
+        "set data.sequence_column, data.label_column, data.passthrough_columns or "
+        "data.coordinates to match"
+    )
     other = [sep for sep in ";\t|," if sep != req.csv_delimiter and sep in "".join(present)]
     if INPUT_FORMATS[req.fmt].delimited and len(present) == 1 and other:
         fix = f"set data.csv_delimiter: the header looks {other[0]!r}-separated"

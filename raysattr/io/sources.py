@@ -127,9 +127,10 @@ def columns_of(fmt: InputFormat, cfg: DataConfig) -> tuple[str | None, str]:
 def request_for(uri: str, cfg: DataConfig, light: bool = False) -> Request:
     """What to read from `uri`: every configured column, or (`light`) only ids and labels.
 
-    The configured sequence, label and passthrough columns must exist either way, except the
-    columns a format names itself (FASTA's id and sequence), and labels in the formats where
-    they are optional (`InputFormat.optional_labels`): a file without any is unlabelled.
+    The configured sequence, label, passthrough and coordinate columns must exist either way,
+    except the columns a format names itself (FASTA's id and sequence), and labels in the
+    formats where they are optional (`InputFormat.optional_labels`): a file without any is
+    unlabelled.
     """
     fmt = resolve_format(uri, cfg)
     id_col, seq_col = columns_of(fmt, cfg)
@@ -137,9 +138,9 @@ def request_for(uri: str, cfg: DataConfig, light: bool = False) -> Request:
     required = [
         *([] if fmt.sequence_column else [seq_col]),
         *([] if fmt.optional_labels else label),
-        *cfg.passthrough_columns,
+        *cfg.carried_columns(),
     ]
-    load = [id_col, *label] if light else [id_col, seq_col, *label, *cfg.passthrough_columns]
+    load = [id_col, *label] if light else [id_col, seq_col, *label, *cfg.carried_columns()]
     return Request(
         uri=uri,
         fmt=fmt.name,
@@ -183,7 +184,7 @@ def standardise(table: pa.Table, cfg: DataConfig, uri: str, offset: int) -> pa.T
         raw = _column(table, cfg.label_column)
         raw = pa.nulls(n, pa.int64()) if raw is None else raw  # optional labels, none in the file
         columns["label"] = parse_labels(raw, uri, cfg.label_column, offset)
-    for col in cfg.passthrough_columns:
+    for col in cfg.carried_columns():  # passthrough and coordinate columns
         columns[col] = table[col]
     columns["source"] = pa.array([uri] * n, pa.string())
     columns["source_row"] = pa.array(np.arange(offset, offset + n, dtype=np.int64))

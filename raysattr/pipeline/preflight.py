@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from raysattr.attribution.registry import check_methods
+from raysattr.attribution.registry import check_methods, check_scheme
 from raysattr.config import RunConfig
 from raysattr.errors import InputError
 from raysattr.io.fs import check_reachable
@@ -48,6 +48,7 @@ def preflight(cfg: RunConfig, files: list[InputFile] | None = None) -> Checked:
         RaysattrError: the first problem found, as one line with the key and the fix.
     """
     check_methods(cfg.attribution)
+    check_scheme(cfg.attribution.method, cfg.tokenize.scheme)
     check_format(cfg.data)
     for key, uri in (
         ("data.uri", cfg.data.uri),
