@@ -112,3 +112,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def model_budget(device: torch.device, config, configured: int | None) -> TokenBudget:
+    """A replica's token budget from its model config (`hidden_size`, layers, heads): the
+    configured one, or `initial_budget`'s estimate for `device`."""
+    budget, can_grow = initial_budget(
+        device, config.hidden_size, getattr(config, "num_hidden_layers", 1), configured
+    )
+    heads = getattr(config, "num_attention_heads", 1)
+    return TokenBudget(budget, config.hidden_size * 8 / heads, can_grow)

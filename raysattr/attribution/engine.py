@@ -22,7 +22,7 @@ import torch
 
 from raysattr.attribution.assemble import ItemResult, RowParts, assemble, split_output
 from raysattr.attribution.base import Batch, ModelForward
-from raysattr.attribution.budget import ChunkPlan, TokenBudget, initial_budget, is_out_of_memory
+from raysattr.attribution.budget import ChunkPlan, is_out_of_memory, model_budget
 from raysattr.attribution.predict import BatchPredictor, out_of_range_token, pad_batch
 from raysattr.attribution.registry import attn_implementation, get_method, load_method_modules
 from raysattr.attribution.results import RowResult
@@ -128,7 +128,7 @@ class AttributionEngine:
         self.max_tokens = min(
             self.tokenize.max_length or loaded.max_content_tokens, loaded.max_content_tokens
         )
-        self.budget = _budget(loaded, attribution.token_budget)
+        self.budget = model_budget(loaded.device, loaded.model.config, attribution.token_budget)
         self.baseline_id = baseline_token_id(self.special, attribution.baseline)
         self.embedding_rows = loaded.word_embeddings.num_embeddings
         self.predictor = BatchPredictor(
@@ -412,13 +412,3 @@ def _segment_residues(work: _Work, seg_ids: list[int]) -> tuple[list[str], list[
         residues.append(work.rows[seg.row].residues[start:end])
         spans.append(seg.spans - start)
     return residues, spans
-
-
-def _budget(loaded: LoadedModel, configured: int | None) -> TokenBudget:
-    """The replica's token budget: the configured one, or an estimate for its device."""
-    config = loaded.model.config
-    budget, can_grow = initial_budget(
-        loaded.device, config.hidden_size, getattr(config, "num_hidden_layers", 1), configured
-    )
-    heads = getattr(config, "num_attention_heads", 1)
-    return TokenBudget(budget, config.hidden_size * 8 / heads, can_grow)
