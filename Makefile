@@ -11,6 +11,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	# memelite's TOMTOM is numba code compiled on first use (minutes on 2 cores), then cached.
+	$(PY) -c "from raysattr.stats.database import warm_tomtom; warm_tomtom()"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -19,14 +19,17 @@ random position; background scores are N(0, 0.05) and motif residues score 1 + N
 seqlets, k-mer counts and enrichment all do real work. 2 % of predictions are flipped (label
 and pred groups differ) and 0.2 % of rows are error rows (`attribution_failed`, null scores).
 
-Each size is aggregated in a fresh subprocess with default `StatsConfig` (DNA, k 4-8, standalone
+Each size is aggregated in a fresh subprocess with default `StatsConfig` (DNA, k 4-8, both
+strands, the motif-level test) plus `stats.motif_database` (a MEME file of 40 random motifs and
+the planted one, written here, so TOMTOM runs too; `--no-database` leaves it out), standalone
 in-process loop, as `raysattr aggregate` runs without `RAY_ADDRESS`), so its `ru_maxrss` is that
 size's peak RSS. A child that only imports the modules gives the baseline RSS. Printed per size:
 wall seconds of `compute_statistics()` (split into pass 1, pass 2, and finalize + write),
 rows/s, the
 child's CPU seconds (user + system: what to compare when other work shares the cores), peak RSS
 after pass 1, pass 2 and at the end, its growth over the baseline, the 1-minute load average
-before and after, and whether the planted motif ranks first; then the ratios
+before and after, whether the planted motif ranks first, and the reported motifs (how many,
+whether each is part of the planted one, the first one's database match); then the ratios
 time(large)/time(small), wall and CPU (linear = the rows ratio; the fixed finalize cost makes it
 a little less), and peak(large)/peak(small) (flat = 1). The files are read back from the page
 cache (the machine has RAM to spare), so this measures compute, not disk.
@@ -57,7 +60,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysattr.config import StatsConfig
+from raysattr.stats.motifs import Motif, to_meme
 from raysattr.stats.run import compute_statistics
+from raysattr.stats.strands import reverse_complement
 
 MOTIF = "TATAATGCGC"
 LENGTH = 300
@@ -118,6 +123,19 @@ def write_attributions(out_dir: Path, n_rows: int, rows_per_file: int) -> int:
     return written
 
 
+def write_database(path: Path) -> str:
+    """A MEME database: 40 random DNA motifs of 6-14 columns and `PLANTED` (`MOTIF`)."""
+    rng = np.random.default_rng(SEED)
+    motifs = [
+        Motif(f"RANDOM{i}", "", "", 0, rng.dirichlet(np.full(4, 0.4), int(w)), 20, 1.0)
+        for i, w in enumerate(rng.integers(6, 15, 40))
+    ]
+    pwm = np.full((len(MOTIF), 4), 0.05)
+    pwm[np.arange(len(MOTIF)), ["ACGT".index(c) for c in MOTIF]] = 0.85
+    path.write_text(to_meme([*motifs, Motif("PLANTED", "", "", 0, pwm, 50, 1.0)], "dna"))
+    return str(path)
+
+
 # ------------------------------------------------------------------------------- children
 def peak_rss_bytes() -> int:
     """This process's peak RSS (`ru_maxrss` is KiB on Linux)."""
@@ -151,7 +169,8 @@ def child(spec: dict) -> dict:
     start, cpu_start = time.perf_counter(), cpu_seconds()
     if profile:
         profile.enable()
-    stats = compute_statistics(spec["out"], StatsConfig(), map_fn=timed_map(marks))
+    cfg = StatsConfig(motif_database=spec.get("database"))
+    stats = compute_statistics(spec["out"], cfg, map_fn=timed_map(marks))
     if profile:
         profile.disable()
     end = time.perf_counter()
@@ -168,6 +187,7 @@ def child(spec: dict) -> dict:
         rows=stats["rows"],
         n_seqlets=stats["n_seqlets"],
         top=top_motif(spec["out"]),
+        motifs=reported_motifs(stats),
     )
     if profile:
         out["profile"] = profile_text(profile)
@@ -179,6 +199,17 @@ def top_motif(out: str) -> dict:
     first = pq.read_table(f"{out}/motif_stats.parquet").slice(0, 1).to_pylist()[0]
     ok = first["motif"] in MOTIF and first["k"] >= 6 and bool(first["significant"])
     return {"motif": first["motif"], "k": first["k"], "class": first["class"], "planted": ok}
+
+
+def reported_motifs(stats: dict) -> dict:
+    """How many motifs were reported, whether each is a piece of `MOTIF` (either strand), the
+    first one's consensus and best database match."""
+    consensi = [m["consensus"] for m in stats["motifs"]]
+    planted = [c in MOTIF or MOTIF in c or reverse_complement(c) in MOTIF for c in consensi]
+    first = stats["motifs"][0] if stats["motifs"] else {}
+    match = (first.get("matches") or [{}])[0].get("id", "none")
+    return {"n": len(consensi), "planted": all(planted), "first": first.get("consensus"),
+            "match": match}  # fmt: skip
 
 
 def profile_text(profile: cProfile.Profile, lines: int = 30) -> str:
@@ -200,14 +231,16 @@ def run_child(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------ main
-def measure_size(tmp: Path, n_rows: int, rows_per_file: int, profile: bool) -> dict:
+def measure_size(
+    tmp: Path, n_rows: int, rows_per_file: int, profile: bool, database: str | None
+) -> dict:
     """Write `n_rows` rows, aggregate them in a fresh process, delete them; the figures."""
     out = tmp / f"out-{n_rows}"
     start = time.perf_counter()
     data_bytes = write_attributions(out, n_rows, rows_per_file)
     generate = time.perf_counter() - start
     try:
-        result = run_child({"out": str(out), "profile": profile})
+        result = run_child({"out": str(out), "profile": profile, "database": database})
     finally:
         shutil.rmtree(out)
     result.update(n_rows=n_rows, data_bytes=data_bytes, generate=generate)
@@ -218,7 +251,7 @@ def measure_size(tmp: Path, n_rows: int, rows_per_file: int, profile: bool) -> d
 HEADER = (
     f"{'rows':>10}{'files':>6}{'data MB':>8}{'gen s':>7}{'wall s':>8}{'rows/s':>8}"
     f"{'cpu s':>7}{'rows/cpu-s':>11}{'pass1 s':>8}{'pass2 s':>8}{'finish':>7}"
-    f"{'peak p1/p2/end':>17}{'growth':>7}{'load':>11}  top motif"
+    f"{'peak p1/p2/end':>17}{'growth':>7}{'load':>11}  top k-mer; reported motifs"
 )
 
 
@@ -232,8 +265,13 @@ def row_line(r: dict, baseline: int) -> str:
         f"{r['peak_pass1'] / mib:7.0f}{r['peak_pass2'] / mib:5.0f}{r['peak_rss'] / mib:5.0f}"
         f"{(r['peak_rss'] - baseline) / mib:7.0f}"
         f"{r['load_before']:6.2f}>{r['load_after']:<4.2f}  {top['motif']} (k={top['k']}, "
-        f"class {top['class']}): {mark}"
+        f"class {top['class']}): {mark}; {motifs_text(r['motifs'])}"
     )
+
+
+def motifs_text(m: dict) -> str:
+    which = "all part of the planted one" if m["planted"] else "NOT all part of the planted one"
+    return f"{m['n']} motif(s), {which}, first {m['first']} (database: {m['match']})"
 
 
 def print_ratios(small: dict, large: dict, baseline: int) -> None:
@@ -273,6 +311,7 @@ def parse_args() -> tuple[argparse.Namespace, list[int]]:
     parser.add_argument("--rows-per-file", type=int, default=512, help="rows per part file")
     parser.add_argument("--profile", action="store_true", help="cProfile the first size only")
     parser.add_argument("--tmp-dir", help="where the part files go (default: system temp)")
+    parser.add_argument("--no-database", action="store_true", help="no stats.motif_database")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
@@ -297,9 +336,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="raysattr-bench-agg-", dir=args.tmp_dir) as tmp:
         baseline = run_child({"import_only": True})["rss_before"]
         print(f"import-only child: peak RSS {baseline / 2**20:.0f} MiB (the baseline)\n{HEADER}")
+        database = None if args.no_database else write_database(Path(tmp) / "database.meme")
         results = []
         for n in sizes:
-            results.append(measure_size(Path(tmp), n, args.rows_per_file, args.profile))
+            results.append(measure_size(Path(tmp), n, args.rows_per_file, args.profile, database))
             print(row_line(results[-1], baseline), flush=True)
     if args.profile:
         print(results[0]["profile"])

@@ -254,15 +254,16 @@ def test_negative_control_has_no_significant_motif(tmp_path):
 def test_run_statistics_name_the_planted_motif_from_a_database(dna_run, tmp_path):
     """TOMTOM on a real run's motifs against a database built here: the planted motif's entry
     named in stats.json and in the report's motif table."""
-    from raysattr.report.build import build_report
+    from raysattr.report.inputs import read_run_files
+    from raysattr.report.stat_sections import motifs_section
 
     database = write_motif_database(tmp_path / "db.meme", DNA_MOTIF)
     stats = compute_statistics(dna_run, StatsConfig(motif_database=database))
     first = stats["motifs"][0]
     assert first["matches"][0]["id"] == "MA9999.1" and first["matches"][0]["q"] < 0.05, first
     assert all(x["id"] == "MA9999.1" for m in stats["motifs"] for x in m["matches"])
-    html = Path(build_report(dna_run)).read_text()
-    assert "MA9999.1 PLANTED_TF (q=" in html
+    html = motifs_section(read_run_files(dna_run)).body  # the report's motif table
+    assert "MA9999.1 PLANTED_TF (q=" in html and first["consensus"] in html
 
 
 def test_cli_aggregate_and_bad_input(dna_run, tmp_path, capsys):
