@@ -219,11 +219,16 @@ def routing_section(tmp: Path, repeats: int, n_rows: int = N_ROWS) -> None:
     for _ in range(repeats):
         e = engine_presorted(make("window"))
         engine = e if engine is None or e["seconds"] < engine["seconds"] else engine
+        print(f"  (engine: {e['seconds']:.1f} s, load {os.getloadavg()[0]:.2f})", flush=True)
         for routing in ROUTINGS:
             r = timed_routing_run(make(routing))
             if routing not in best or r["seconds"] < best[routing]["seconds"]:
                 best[routing] = r
-            print(f"  ({routing}: {r['seconds']:.1f} s, load {os.getloadavg()[0]:.2f})")
+            print(
+                f"  ({routing}: {r['seconds']:.1f} s, x engine {e['seconds'] / r['seconds']:.2f}, "
+                f"padding {r['padding_fraction']:.3f}, load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
     _print_routing(n_rows, engine, best)
 
 
