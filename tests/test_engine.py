@@ -417,42 +417,46 @@ def test_rows_over_tolerance_at_the_cap_are_kept_and_marked(dna, rows):
 
 def test_bf16_rows_over_tolerance_are_recomputed_in_fp32(dna, rows):
     loaded, _ = dna
-    engine = make_engine(loaded, dtype="bfloat16", method="lig", delta_tolerance=0.002)
-    results = engine.run(rows)
+    settings = {"method": "lig", "delta_tolerance": 0.005, "max_evals": 16}
+    engine = make_engine(loaded, dtype="bfloat16", **settings)
+    results = engine.run(rows[:3])
     redone = [r for r in results if r.fp32_recomputed]
     assert engine.fp32_recomputes == len(redone) > 0
-    fp32 = run(dna, rows, method="lig", delta_tolerance=0.002)
+    fp32 = run(dna, rows[:3], **settings)
     for r, f in zip(results, fp32, strict=True):
-        if r.fp32_recomputed:  # exactly the fp32 result
+        if r.fp32_recomputed:  # the fp32 result
             np.testing.assert_allclose(r.token_attr, f.token_attr, atol=1e-6)
-        assert r.delta_rel <= 0.002 or not r.converged
+            assert r.delta_rel == pytest.approx(f.delta_rel, abs=1e-6)
 
 
 def test_a_simulated_memory_limit_settles_the_growing_budget(dna):
     """The CUDA budget path without a GPU: a budget that grows after clean micro-batches (as
     on CUDA) meets a memory limit that the fault hook enforces by raising OOM above a number of
-    budget units; it must settle under the limit, close to it, and lose no row."""
+    budget units; within a few micro-batches it settles on plans that fit, close to the
+    largest, and loses no row."""
     loaded, tok = dna
     rng = np.random.default_rng(5)
-    rows = [tok("".join(rng.choice(list("ACGT"), 32))) for _ in range(240)]  # 30 tokens each
+    rows = [tok("".join(rng.choice(list("ACGT"), 32))) for _ in range(400)]  # 30 tokens each
     engine = make_engine(loaded, method="lig", quadrature="fixed", n_steps=4, max_batch_rows=64)
     per_row = 4 * engine.budget.cost(32)  # budget units of one row's 4 steps at 32 tokens
     limit = 40 * per_row + per_row / 2  # 40 rows fit, 41 do not
     budget = TokenBudget(limit / 2, engine.budget.attn_ratio, can_grow=True, grow_after=1)
     engine.budget = engine.predictor.budget = budget
+    attempts = []  # (rows, fitted) per micro-batch
 
     def hook(n_rows, seq_len):
-        if n_rows * 4 * budget.cost(seq_len) > limit:  # a chunk of every row's 4 steps
+        fits = n_rows * 4 * budget.cost(seq_len) <= limit  # a chunk of every row's 4 steps
+        attempts.append((n_rows, fits))
+        if not fits:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
 
     engine.fault_hook = hook
     results = engine.run(rows)
     assert [r.status for r in results] == ["ok"] * len(rows)
-    assert 1 <= budget.oom_count <= 3  # grew into the limit, backed off, stayed under it
-    assert 0.75 * 40 * per_row <= budget.value <= limit  # near the largest fitting plan
-    reference = run(dna, rows, method="lig", quadrature="fixed", n_steps=4)
-    for a, b in zip(results, reference, strict=True):
-        np.testing.assert_allclose(a.token_attr, b.token_attr, atol=1e-6)
+    failed = [i for i, (_, fits) in enumerate(attempts) if not fits]
+    assert 1 <= len(failed) == budget.oom_count <= 4 and failed[-1] < 12  # settled early
+    after = [n for n, _ in attempts[failed[-1] + 1 : -1]]  # the last may hold the remainder
+    assert len(after) >= 3 and min(after[-3:]) >= 30  # then >= 3/4 of the 40 rows that fit
 
 
 def test_old_adaptive_configs_fail_with_a_clear_message():
