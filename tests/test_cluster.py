@@ -92,7 +92,11 @@ def raysattr_run(address: str, env: dict, data: str, model: Path, out: str, *ove
             cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
         )
     except subprocess.TimeoutExpired as exc:
-        output = "\n".join(str(o or "")[-2500:] for o in (exc.stdout, exc.stderr))
+        parts = [
+            o.decode(errors="replace") if isinstance(o, bytes) else o or ""
+            for o in (exc.stdout, exc.stderr)
+        ]
+        output = "\n".join(p[-2500:] for p in parts)
         pytest.fail(
             f"raysattr run against {address} did not finish in {RUN_TIMEOUT_S} s (load average "
             f"{os.getloadavg()[0]:.1f}); its output:\n{output}"
