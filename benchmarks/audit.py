@@ -81,8 +81,9 @@ VARIANTS = {
 
 
 # ------------------------------------------------------------------------------ models, pools
-def models(work: Path) -> dict[str, Path]:
-    """The DNA, shuffled-label DNA and protein models (trained once, reused when cached)."""
+def models(work: Path, names: tuple[str, ...]) -> dict[str, Path]:
+    """Of the DNA, shuffled-label DNA and protein models, those in `names` (trained once,
+    reused when cached)."""
     dna = generate(DatasetSpec(n_rows=600, positive_fraction=0.5, seed=1, **DNA))
     labels = np.random.default_rng(0).permutation(dna["label"].to_numpy())
     shuffled = dna.set_column(dna.schema.get_field_index("label"), "label", pa.array(labels))
@@ -93,6 +94,8 @@ def models(work: Path) -> dict[str, Path]:
         ("shuffled", shuffled, TrainSpec(scheme="kmer", k=6, epochs=8, seed=0)),
         ("protein", protein, TrainSpec(scheme="residue", epochs=12, seed=0)),
     ):
+        if name not in names:
+            continue
         metrics = train_classifier(table, work / "models" / name, spec)
         print(f"  model {name}: held-out accuracy {metrics['accuracy']:.3f}", flush=True)
         out[name] = work / "models" / name
@@ -137,22 +140,26 @@ def attribute(table: pa.Table, model: Path, work: Path, name: str, method: str) 
     return out
 
 
-def pools(work: Path, method: str, n_dna: int, n_protein: int) -> dict[str, pa.Table]:
-    m = models(work)
+def pools(work: Path, method: str, n_dna: int, n_protein: int, part: str) -> dict[str, pa.Table]:
+    """The attributed pools of `part` (dna, protein or all)."""
+    if part == "protein":
+        m = models(work, ("protein",))
+        protein = generate(DatasetSpec(n_rows=n_protein, positive_fraction=0.5, seed=11, **PROTEIN))
+        return {"protein": attribute(protein, m["protein"], work, "protein", method)}
+    m = models(work, ("dna", "shuffled") if part == "dna" else ("dna", "shuffled", "protein"))
     dna = generate(DatasetSpec(n_rows=n_dna, positive_fraction=0.5, seed=11, **DNA))
     new = generate(DatasetSpec(n_rows=n_dna // 3, positive_fraction=1.0, seed=12,
                                **{**DNA, "motif": NEW_MOTIF}))  # fmt: skip
     shifted = generate(DatasetSpec(n_rows=n_dna // 3, positive_fraction=1.0, seed=13,
                                    **{**DNA, "motif_window": (30, 40)}))  # fmt: skip
-    protein = generate(DatasetSpec(n_rows=n_protein, positive_fraction=0.5, seed=11, **PROTEIN))
-    return {
+    out = {
         "dna": attribute(dna, m["dna"], work, "dna", method),
         "destroyed": attribute(destroy(dna, 0), m["dna"], work, "destroyed", method),
         "new_motif": attribute(new, m["dna"], work, "new_motif", method),
         "shifted": attribute(shifted, m["dna"], work, "shifted", method),
         "swapped": attribute(dna.slice(0, n_dna // 2), m["shuffled"], work, "swapped", method),
-        "protein": attribute(protein, m["protein"], work, "protein", method),
     }
+    return out if part == "dna" else {**out, **pools(work, method, n_dna, n_protein, "protein")}
 
 
 # ---------------------------------------------------------------------------------- snapshots
@@ -198,12 +205,14 @@ def false_alarms(pool, snaps, stats, rows: int, pairs: int, incremental: int, se
         if done_full >= pairs and done_inc >= incremental:
             return out, done_full, done_inc
         parts = cuts(pool.num_rows, rows, seed + cut_no)
-        samples = [snaps.full(pool.take(p), stats) for p in parts] if done_full < pairs else []
-        for i, j in itertools.combinations(range(len(samples)), 2):
-            if done_full < pairs:
+        # an incremental pair needs only its first snapshot's statistics
+        wanted = range(len(parts)) if done_full < pairs else range(0, len(parts) - 1, 2)
+        samples = {i: snaps.full(pool.take(parts[i]), stats) for i in wanted}
+        for i, j in itertools.combinations(range(len(parts)), 2):
+            if done_full < pairs and j in samples:
                 _judge(out, samples[i][1], samples[j][1])
                 done_full += 1
-        for i in range(0, len(samples) - 1, 2):
+        for i in range(0, len(parts) - 1, 2):
             if done_inc < incremental:
                 _judge(out, samples[i][1], snaps.incremental(samples[i], pool.take(parts[i + 1])))
                 done_inc += 1
@@ -296,6 +305,10 @@ def main() -> None:
     parser.add_argument("--protein-pairs", type=int, default=50)
     parser.add_argument("--trials", type=int, default=5, help="per real change")
     parser.add_argument("--quick", action="store_true", help="10 pairs of each kind, 1 trial")
+    parser.add_argument(
+        "--part", default="all", choices=("all", "dna", "protein"), help="run one part only"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="added to every cut's/trial's seed")
     args = parser.parse_args()
     if args.quick:
         args.pairs = args.incremental_pairs = args.protein_pairs = 10
@@ -303,24 +316,45 @@ def main() -> None:
     started, load_start = time.perf_counter(), os.getloadavg()
     print(f"load average at start: {load_start}", flush=True)
     work = Path(args.work)
-    p = pools(work, args.method, n_dna=6 * args.rows, n_protein=4 * args.rows)
+    p = pools(work, args.method, 6 * args.rows, 4 * args.rows, args.part)
     dna_stats = load("configs/audit.yaml").stats
     with tempfile.TemporaryDirectory() as tmp:
         snaps = Snapshots(Path(tmp))
-        print("  same-distribution pairs (DNA)", flush=True)
-        dna, n_full, n_inc = false_alarms(
-            p["dna"], snaps, dna_stats, args.rows, args.pairs, args.incremental_pairs, 100
-        )
-        print("  same-distribution pairs (protein)", flush=True)
-        protein, *_ = false_alarms(
-            p["protein"], snaps, StatsConfig(), args.rows, args.protein_pairs, 0, 200
-        )
-        print("  real changes", flush=True)
-        found = detection(p, snaps, dna_stats, args.rows, args.trials, 300)
+        if "dna" in p:
+            print("  same-distribution pairs (DNA)", flush=True)
+            dna, n_full, n_inc = false_alarms(
+                p["dna"],
+                snaps,
+                dna_stats,
+                args.rows,
+                args.pairs,
+                args.incremental_pairs,
+                100 + args.seed,
+            )
+            print("  real changes", flush=True)
+            found = (
+                detection(p, snaps, dna_stats, args.rows, args.trials, 300 + args.seed)
+                if args.trials
+                else {}
+            )
+        if "protein" in p:
+            print("  same-distribution pairs (protein)", flush=True)
+            protein, *_ = false_alarms(
+                p["protein"],
+                snaps,
+                StatsConfig(),
+                args.rows,
+                args.protein_pairs,
+                0,
+                200 + args.seed,
+            )
     print(f"\nmethod {args.method}, {args.rows} rows per snapshot")
-    report_false_alarms(f"False alarms, DNA ({n_full} full + {n_inc} incremental)", dna)
-    report_false_alarms("False alarms, protein (full)", protein)
-    report_detection(found)
+    if "dna" in p:
+        report_false_alarms(f"False alarms, DNA ({n_full} full + {n_inc} incremental)", dna)
+        if found:
+            report_detection(found)
+    if "protein" in p:
+        report_false_alarms("False alarms, protein (full)", protein)
     wall = time.perf_counter() - started
     print(f"\nwall {wall:.0f} s; load average at start {load_start}, end {os.getloadavg()}")
 
