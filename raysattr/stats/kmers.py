@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raysattr.stats.flat import ALPHABETS, WORD_RE, FlatRows, window_sums
-from raysattr.stats.strands import canonical, reverse_complement
+from raysattr.stats.strands import reverse_complement
 
 STATS = ("occurrences", "rows_with", "score_sum", "abs_sum", "in_seqlets", "forward")
 
@@ -188,11 +188,16 @@ def _letter_table(flat, codes, alphabet, k, sums, both_strands: bool) -> KmerTab
     idx, n_bad = window_sums((codes < 0).astype(np.float64), flat, k)
     idx = idx[n_bad == 0]
     code = np.zeros(len(idx), dtype=np.int64)
+    rc = np.zeros(len(idx), dtype=np.int64) if both_strands else None
     for j in range(k):
-        code = code * size + codes[idx + j]
+        letter = codes[idx + j].astype(np.int64)
+        code = code * size + letter
+        if rc is not None:  # the reverse complement, built alongside (no divmod per window)
+            rc += (size - 1 - letter) * size**j
     forward = np.ones(len(idx), bool)
-    if both_strands:
-        code, forward = canonical(code, k)
+    if rc is not None:
+        forward = code <= rc
+        code = np.minimum(code, rc)
     keys = flat.classes[flat.row_of[idx]] * size**k + code
     return _windows(flat, keys, idx, np.full(len(idx), k), sums, forward)
 
