@@ -103,8 +103,9 @@ def job_argv(command: str, argv: list[str], description: str) -> list[str]:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="YAML config")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's own logs too")
     args = parser.parse_args(argv)
-    return [command, args.config, *args.overrides]
+    return [*(["--verbose"] if args.verbose else []), command, args.config, *args.overrides]
 
 
 def main(argv: list[str] | None = None) -> int:

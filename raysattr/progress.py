@@ -114,6 +114,8 @@ class Progress:
         now = self.clock() if now is None else now
         rate = self.rate(now)
         text = f"raysattr: {self.what}: {self.done:,}"
+        if not self.total and not self.done:  # work happening elsewhere, nothing counted yet
+            return f"raysattr: {self.what}: running, {duration(now - self.started)} elapsed"
         if self.total:
             text += f"/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f} %)"
         else:

@@ -57,9 +57,9 @@ def test_unknown_total_and_ticks_without_work():
             clock.now += 1
             progress.tick()
     assert out.getvalue().splitlines() == [
-        "raysattr: faithfulness: 0 tasks, 0:05 elapsed",
-        "raysattr: faithfulness: 0 tasks, 0:10 elapsed",
-        "raysattr: faithfulness: 0 tasks, 0:12 elapsed",
+        "raysattr: faithfulness: running, 0:05 elapsed",
+        "raysattr: faithfulness: running, 0:10 elapsed",
+        "raysattr: faithfulness: running, 0:12 elapsed",
     ]
     assert duration(3725) == "1:02:05" and duration(75.2) == "1:15"
 

@@ -162,3 +162,10 @@ def resume_keys(output_uri: str, paths: list[str] | None = None) -> ResumeKeys:
             for f in _FIELDS
         )
     )
+
+
+def counted_resume_keys(output_uri: str, paths: list[str]) -> tuple[ResumeKeys, int]:
+    """`resume_keys` of some part files and how many ids they hold (a Ray task's two returns:
+    the count reaches the driver, the keys stay in the object store)."""
+    keys = resume_keys(output_uri, paths)
+    return keys, keys.n_ids

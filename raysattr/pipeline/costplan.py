@@ -25,6 +25,7 @@ import pyarrow as pa
 from raysattr.attribution.registry import get_method
 from raysattr.config import RunConfig
 from raysattr.pipeline.preflight import Checked, preflight
+from raysattr.pipeline.raylog import verbose
 from raysattr.pipeline.stages import TokenizeStage, length_bucket, read_files, rows_from_table
 from raysattr.tokenize import TokenizedRow
 
@@ -231,9 +232,12 @@ def evaluations(cfg: RunConfig, num_labels: int) -> Evaluations:
 def calibrate(cfg: RunConfig, sample: list[TokenizedRow], evals: Evaluations) -> Probe:
     """Attribute `sample` with the run's engine on one actor's threads, after a warm-up row."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from raysattr.attribution import AttributionEngine
 
+    if not verbose():  # the weight-loading bar, as actors keep it in their logs
+        hf_logging.disable_progress_bar()
     device = "cuda" if cfg.compute.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
     threads = torch.get_num_threads()
     if device == "cpu":  # an actor with cpus_per_actor CPUs gets OMP_NUM_THREADS of that

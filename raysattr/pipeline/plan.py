@@ -18,7 +18,7 @@ import ray
 from raysattr import __version__
 from raysattr.config import ComputeConfig, RunConfig, to_dict
 from raysattr.errors import RunFailedError
-from raysattr.io.results import ResumeKeys, resume_keys
+from raysattr.io.results import ResumeKeys, counted_resume_keys
 from raysattr.io.rundir import REPORT, SUMMARY, RunDir, new_run_id
 from raysattr.pipeline.postrun import post_run_chain
 from raysattr.pipeline.preflight import Checked, preflight
@@ -93,14 +93,9 @@ def resume_key_refs(output_uri: str) -> tuple[list, int]:
     groups = [
         paths[i : i + RESUME_FILES_PER_TASK] for i in range(0, len(paths), RESUME_FILES_PER_TASK)
     ]
-    task = ray.remote(num_returns=2)(_group_keys)
+    task = ray.remote(num_returns=2)(counted_resume_keys)  # imports only raysattr.io
     refs = [task.remote(output_uri, group) for group in groups]
     return [keys for keys, _ in refs], sum(ray.get([n for _, n in refs]))
-
-
-def _group_keys(output_uri: str, paths: list[str]) -> tuple[ResumeKeys, int]:
-    keys = resume_keys(output_uri, paths)
-    return keys, keys.n_ids
 
 
 def _read_resuming(batch: pa.Table, resume_refs: list, **kwargs):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raysattr.io.rundir import RunDir
@@ -89,18 +90,40 @@ def second_pass(
     return batch_partial(table, st, threshold, accumulators)
 
 
+READ_ROWS = 256  # rows read at a time while a batch is assembled up to its bounds
+
+
 def file_batches(
-    path: str, output_uri: str, rows_per_batch: int, extra: tuple[str, ...] = ()
+    path: str,
+    output_uri: str,
+    rows_per_batch: int,
+    extra: tuple[str, ...] = (),
+    residues_per_batch: int | None = None,
 ) -> Iterator[pa.Table]:
     """Batches of one part file with `BASE_COLUMNS` and the columns starting with an `extra`
-    prefix (those the accumulators of a pass ask for)."""
+    prefix (those the accumulators of a pass ask for), each at most `rows_per_batch` rows and
+    `residues_per_batch` residues (a longer row is a batch of its own): memory follows
+    residues, not rows."""
+    limit = residues_per_batch or float("inf")
     with RunDir(output_uri).fs.open(path, "rb") as handle:
         pf = pq.ParquetFile(handle)
         names = pf.schema_arrow.names
         wanted = [c for c in BASE_COLUMNS if c in names]
         wanted += [c for c in names if c not in BASE_COLUMNS and extra and c.startswith(extra)]
-        for batch in pf.iter_batches(batch_size=rows_per_batch, columns=wanted):
-            yield pa.Table.from_batches([batch])
+        pending: list[pa.RecordBatch] = []
+        rows = residues = 0
+        for batch in pf.iter_batches(batch_size=min(rows_per_batch, READ_ROWS), columns=wanted):
+            sizes = pc.list_value_length(batch.column("residue_attr")).fill_null(0)
+            start = 0
+            for i, size in enumerate(sizes.to_pylist()):
+                if rows and (rows >= rows_per_batch or residues + size > limit):
+                    pending.append(batch.slice(start, i - start))
+                    yield pa.Table.from_batches(pending)
+                    pending, rows, residues, start = [], 0, 0, i
+                rows, residues = rows + 1, residues + size
+            pending.append(batch.slice(start))
+        if rows:
+            yield pa.Table.from_batches(pending)
 
 
 def files_partial(
@@ -115,7 +138,9 @@ def files_partial(
     extra = tuple(prefix for a in entries for prefix in a.columns)
     total = None
     for path in paths:
-        for table in file_batches(path, output_uri, st.rows_per_batch, extra):
+        for table in file_batches(
+            path, output_uri, st.rows_per_batch, extra, st.residues_per_batch
+        ):
             part = batch_partial(table, st, threshold, entries)
             total = part if total is None else total + part
     return total

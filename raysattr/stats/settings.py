@@ -36,6 +36,7 @@ class StatsSettings:
     motif_database: str | None = None
     database_matches: int = 3
     database_alpha: float = 0.05
+    residues_per_batch: int = 1_000_000  # batches stop here too (memory grows with residues)
 
     @classmethod
     def from_config(cls, cfg: StatsConfig, alphabet: str) -> StatsSettings:
@@ -67,4 +68,5 @@ class StatsSettings:
             motif_database=cfg.motif_database,
             database_matches=cfg.database_matches,
             database_alpha=cfg.database_alpha,
+            residues_per_batch=cfg.residues_per_batch,
         )
