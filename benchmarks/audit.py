@@ -76,6 +76,7 @@ VARIANTS = {
     "default": DriftThresholds(),
     "alpha 0.01": replace(DriftThresholds(), alpha=0.01),
     "alpha 1e-4": replace(DriftThresholds(), alpha=1e-4),
+    "motif_seqlet_change 0.1": replace(DriftThresholds(), motif_seqlet_change=0.1),
     "no effect thresholds": DriftThresholds(0.001, 0, 0, 0, 0, 0, 0, 0),
 }
 
