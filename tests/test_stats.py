@@ -275,3 +275,7 @@ def test_cli_aggregate_and_bad_input(dna_run, tmp_path, capsys):
     assert main(["aggregate", str(tmp_path)]) == 1
     assert "no attributions" in capsys.readouterr().err
     assert main(["aggregate", dna_run, "stats.alphabet=klingon"]) == 2
+    capsys.readouterr()
+    assert main(["aggregate", dna_run, f"stats.motif_database={tmp_path}/absent.meme"]) == 2
+    err = capsys.readouterr().err  # one line, before any pass over the rows
+    assert "motif database cannot be read" in err and len(err.strip().splitlines()) == 1
