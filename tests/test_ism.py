@@ -36,7 +36,7 @@ def naive_ism(loaded, tokenizer, sequence: str, target: int, alphabet: str):
 
 def check_parity(loaded, tokenizer, sequences: list[str], alphabet: str, **settings):
     rows = [tokenizer(s) for s in sequences]
-    config = AttributionConfig(method="ism", token_budget=2_000, **settings)
+    config = AttributionConfig(method="ism", token_budget=200, **settings)
     engine = AttributionEngine(loaded, config, TokenizeConfig())
     results = engine.run(rows)
     assert engine.forward_evals == sum(

@@ -16,8 +16,8 @@ are looked up again in the model's vocabulary, `[UNK]` for those absent as the t
 and the `residue` scheme (one token per residue); text has no alphabet to mutate over. The
 scheme is read from the token spans: k residues per token, one residue further each token.
 A row costs (letters - 1) x length forward passes: one row per micro-batch, its mutants scored
-by `predict_rows` in chunks of the engine's `internal_batch_size`, all of the same length (no
-padding), out-of-memory halving the chunk.
+by `predict_rows` in chunks of 4x the engine's `internal_batch_size` (forward-only), all of the
+same length (no padding), out-of-memory halving the chunk.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from raysattr.tokenize import AMINO_ACIDS, DNA_LETTERS
 
 ONE_ROW_PER_BATCH = 1 << 30  # a row's mutants alone fill chunks: never two rows in one batch
 MUTANTS_PER_BLOCK = 4096  # mutant sequences built at once (bounds memory on long proteins)
+# A no-grad forward keeps no activations for a backward pass: 4x the forward+backward chunk, as
+# the faithfulness check's forward-only passes use.
+FORWARD_ONLY_FACTOR = 4
 
 
 def alphabet_of(vocab: dict[str, int]) -> str:
@@ -169,9 +172,9 @@ class InSilicoMutagenesis(AttributionMethod):
             return self.forward.from_ids(ids, mask)[:, target]
 
         # Every mutant has the row's length, so the budget counts tokens only (no attention
-        # term): `chunk` rows per forward, halved on out-of-memory.
-        width = len(sequences[0])
-        budget = TokenBudget(chunk * width, attn_ratio=math.inf)
+        # term): `rows` mutants per forward, halved on out-of-memory.
+        width, rows = len(sequences[0]), chunk * FORWARD_ONLY_FACTOR
+        budget = TokenBudget(rows * width, attn_ratio=math.inf)
         device = self.loaded.device
-        predict_rows(score, sequences, out, self.pad_id, device, budget=budget, max_rows=chunk)
+        predict_rows(score, sequences, out, self.pad_id, device, budget=budget, max_rows=rows)
         return out
