@@ -7,7 +7,8 @@
 Data and model, built in a temp dir: seeded DNA rows of 40-80 nt from `raysattr.demo.generate` in
 one parquet file; a random-weight BERT of the demo model's shape (hidden 64, 2 layers, 4 heads,
 intermediate 128), DNABERT k=6 vocabulary, saved with `save_pretrained`. Every `run()` has
-statistics, faithfulness and report disabled; `plan.finish` times them afterwards, one by one.
+statistics, faithfulness and report disabled; `postrun.post_run_chain` times them afterwards,
+one by one.
 
 - **overhead** per method (`lig`, 8 steps: compute dominates; `saliency`: the pipeline's own
   costs do): (a) *engine alone*: `AttributionEngine.run` only, in the driver, in calls of
@@ -59,6 +60,7 @@ from raysattr.demo import DatasetSpec, generate, write
 from raysattr.io.sources import list_inputs, read_file
 from raysattr.pipeline import plan
 from raysattr.pipeline.plan import init_ray, run
+from raysattr.pipeline.postrun import post_run_chain
 from raysattr.pipeline.stages import AttributeStage, TokenizeStage, WriteStage, rows_from_table
 from raysattr.pipeline.summary import RunSummary
 from raysattr.tokenize import build_kmer_vocab
@@ -281,7 +283,7 @@ def timed_finish(cfg: RunConfig, base_rss: int | None = None) -> dict[str, tuple
         if base_rss is not None:
             reset_peak()
         start = time.perf_counter()
-        plan.finish(only, {})
+        post_run_chain(only, only.output.uri)
         peak = status_bytes("VmHWM") - base_rss if base_rss is not None else 0
         out[step] = (time.perf_counter() - start, peak)
     return out
