@@ -29,11 +29,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: every socket is held open until all are chosen (ports taken one
+    at a time and released at once can repeat, and two Ray servers on one port kill the head)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def worker_port_range() -> tuple[int, int]:
@@ -217,7 +225,18 @@ class FakeAutoscalingCluster(_Child):
     `address`: the GCS address."""
 
     def __init__(self, temp_dir: Path, env: dict, head_cpus: int, worker_types: dict):
-        port = free_port()
+        # A head can still fail to start when another process takes one of its ports between
+        # free_ports() and Ray's bind; it is started once more on fresh ports, with its log.
+        for attempt in range(2):
+            try:
+                self._start(temp_dir, env, head_cpus, worker_types)
+                return
+            except RuntimeError:
+                if attempt == 1:
+                    raise
+
+    def _start(self, temp_dir: Path, env: dict, head_cpus: int, worker_types: dict) -> None:
+        port, *others = free_ports(8)
         self.address = f"127.0.0.1:{port}"
         temp_dir.mkdir(parents=True, exist_ok=True)
         config = temp_dir / "autoscaling.json"
@@ -249,9 +268,14 @@ class FakeAutoscalingCluster(_Child):
             "--object-store-memory=200000000",
             f"--min-worker-port={lo}",
             f"--max-worker-port={hi}",
-            *(f"--{name}={free_port()}" for name in ports),
+            *(f"--{name}={p}" for name, p in zip(ports, others, strict=True)),
         ]
-        env = {**env, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1"}
+        env = {
+            **env,
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+            "RAY_FAKE_CLUSTER": "1",
+            "PYTHONUNBUFFERED": "1",  # the readiness line must reach the log while it blocks
+        }
         super().__init__(cmd, env, temp_dir, "head")
         self._wait_up(timeout_s=60)
 
@@ -261,6 +285,11 @@ class FakeAutoscalingCluster(_Child):
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 break
+            # `ray start` prints this once its raylet registered; the GCS alone answers
+            # `ray status` before that, and a head whose raylet then fails exits.
+            if "Ray runtime started." not in self.log.read_text(errors="replace"):
+                time.sleep(1)
+                continue
             probe = subprocess.run(
                 [str(BIN / "ray"), "status", f"--address={self.address}"],
                 capture_output=True,
