@@ -52,7 +52,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import ray
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 from transformers.utils import logging as hf_logging
 
 from raysattr.config import RunConfig, load
@@ -98,22 +97,9 @@ def sizes(quick: bool) -> Sizes:
 # ----------------------------------------------------------------------------- data and model
 def save_model(out_dir: Path) -> Path:
     """A random-weight tiny `BertForSequenceClassification` + DNABERT k-mer tokenizer."""
-    vocab = build_kmer_vocab(K)
-    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False)
-    tokenizer.save_pretrained(out_dir)
-    torch.manual_seed(SEED)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=128,
-        num_labels=2,
-        initializer_range=0.3,  # outputs that vary with the input, as in tests/factories.py
-    )
-    BertForSequenceClassification(config).save_pretrained(out_dir)
-    return out_dir
+    from pipeline_routing import save_random_bert  # benchmarks/ is sys.path[0] for scripts
+
+    return save_random_bert(out_dir, build_kmer_vocab(K), 128, SEED)
 
 
 def write_dataset(directory: Path, n_rows: int, seed: int) -> str:

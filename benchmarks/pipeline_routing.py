@@ -49,9 +49,10 @@ ROUTINGS = ("window", "sort", "groupby", "none")
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
 
-def save_residue_model(out_dir: Path, seed: int = 0) -> Path:
-    """A random-weight tiny `BertForSequenceClassification` with the ProtBert vocabulary."""
-    vocab = build_protein_vocab()
+def save_random_bert(out_dir: Path, vocab: list[str], max_positions: int, seed: int = 0) -> Path:
+    """A random-weight tiny `BertForSequenceClassification` (hidden 64, 2 layers, 4 heads) and a
+    `BertTokenizer` over `vocab`; `initializer_range` 0.3 gives outputs that vary with the input,
+    as in tests/factories.py."""
     BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False).save_pretrained(
         out_dir
     )
@@ -62,12 +63,17 @@ def save_residue_model(out_dir: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=128,
-        max_position_embeddings=HI + 2,
+        max_position_embeddings=max_positions,
         num_labels=2,
         initializer_range=0.3,
     )
     BertForSequenceClassification(config).save_pretrained(out_dir)
     return out_dir
+
+
+def save_residue_model(out_dir: Path, seed: int = 0) -> Path:
+    """The tiny random BERT with the ProtBert vocabulary."""
+    return save_random_bert(out_dir, build_protein_vocab(), HI + 2, seed)
 
 
 def write_proteins(path: Path, n_rows: int, seed: int = 0) -> tuple[str, np.ndarray]:
