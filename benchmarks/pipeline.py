@@ -214,14 +214,15 @@ class RunTiming:
 
 @contextmanager
 def result_arrivals() -> Iterator[list[tuple[float, int]]]:
-    """Record `(time, rows)` of every result batch `run()` receives, by handing it a
-    `RunSummary` subclass whose `add` notes the time first (the real summary still runs)."""
+    """Record `(time, input rows)` of every result batch `run()` receives (a block's packed
+    summary), by handing it a `RunSummary` subclass whose `add` notes them."""
     arrivals: list[tuple[float, int]] = []
 
     class TimedSummary(RunSummary):
         def add(self, batch) -> None:
-            arrivals.append((time.perf_counter(), batch.num_rows))
+            now, before = time.perf_counter(), self.rows_read
             super().add(batch)
+            arrivals.append((now, self.rows_read - before))
 
     plan.RunSummary = TimedSummary
     try:

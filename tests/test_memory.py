@@ -1,5 +1,6 @@
 """Bounded memory without losing exactness: the scan's hash-partitioned spill finds the same
-duplicates as one sort of every hash, and statistics batches are bounded by residues."""
+duplicates as one sort of every hash, statistics batches are bounded by residues, and the write
+tasks stream back one packed summary per block that merges to the per-row summary."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysattr.io.scan import HashSpill, duplicate_indices, hash_ids
+from raysattr.io.scan import HashSpill, InputScan, duplicate_indices, hash_ids
+from raysattr.pipeline.stages import WriteStage, write_block
+from raysattr.pipeline.summary import PACKED, RunSummary
 from raysattr.stats.passes import file_batches
 
 
@@ -41,3 +44,47 @@ def test_statistics_batches_are_bounded_by_residues(tmp_path):
     assert sizes == [[5, 300, 40, 40], [40], [2500], [10, 10], [700], [1]]
     rows_only = list(file_batches(str(path), str(tmp_path), 4))
     assert [b.num_rows for b in rows_only] == [4, 4, 2]
+
+
+def written_rows(n: int, seed: int) -> pa.Table:
+    """`n` rows as `AttributeStage` hands them to the write stage (summary and call columns):
+    errors, unconverged rows, infinite deltas, several buckets and both fp32 flags."""
+    rng = np.random.default_rng(seed)
+    rel = rng.exponential(0.02, n)
+    rel[rng.random(n) < 0.05] = np.inf
+    status = rng.choice(["ok", "ok", "ok", "too_long"], n)
+    return pa.table(
+        {
+            "id": [f"s{seed}-{i}" for i in range(n)],
+            "source": ["in.parquet"] * n,
+            "source_row": np.arange(n),
+            "status": status,
+            "delta_rel": rel,
+            "n_steps": rng.choice([8, 16, 32], n),
+            "converged": rel <= 0.05,
+            "fp32_recomputed": rng.random(n) < 0.1,
+            "bucket": rng.choice([16, 64, 256], n).astype(np.int32),
+            "_engine_s": rng.random(n),
+            "_tokens_evaluated": rng.integers(10, 300, n),
+            "_tokens_padding": rng.integers(0, 10, n),
+        }
+    )
+
+
+def test_packed_block_summaries_merge_to_the_row_summary_and_do_not_grow(tmp_path):
+    table = written_rows(3000, seed=2)
+    streamed, per_row, sizes = RunSummary(), RunSummary(), []
+    for start, size in ((0, 7), (7, 493), (500, 2500)):  # blocks of uneven sizes
+        block = table.slice(start, size)
+        packed = write_block(block, str(tmp_path))
+        assert packed.column_names == [PACKED] and packed.num_rows == 1
+        streamed.add(packed)
+        sizes.append(packed.nbytes)
+        per_row.add(WriteStage(str(tmp_path))(block))  # what the driver used to receive
+    scan = InputScan({}, table.num_rows, 0)
+    assert streamed.finish(1.0, table.num_rows, scan, []) == per_row.finish(
+        1.0, table.num_rows, scan, []
+    )
+    assert streamed.unconverged > 0 and len(streamed.buckets.totals) == 3
+    # What the driver receives per block is bounded (WORST_ROWS ids), not ~200 bytes a row.
+    assert sizes[2] < 3 * sizes[0] and sizes[2] < 3000

@@ -5,7 +5,8 @@ them into Ray Data, and tests can call them on a table directly.
     replica; one engine call per length bucket) -> WriteStage
 
 `AttributeStage` adds call accounting columns (`CALL_COLUMNS`: engine seconds, token positions,
-padding) that `WriteStage` strips before writing and streams back with the per-row summary.
+padding) that `WriteStage` strips before writing and returns with the per-row summary, which
+`write_block` sums into one packed `RunSummary` row per block.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from raysattr.io.scan import mark_later_copies
 from raysattr.io.sources import read_file
 from raysattr.models import load_tokenizer
 from raysattr.models.check import scheme_tokenizer
+from raysattr.pipeline.summary import RunSummary
 from raysattr.tokenize import TokenizedRow, error_row
 
 FAULT_EXIT_ENV = "RAYSATTR_FAULT_EXIT_AT"  # "N": the attribute actor exits on its Nth batch...
@@ -106,8 +108,12 @@ def tokenize_block(table: pa.Table, cfg: RunConfig) -> pa.Table:
 
 
 def write_block(table: pa.Table, output_uri: str) -> pa.Table:
-    """`WriteStage` as a Ray task (it holds nothing worth keeping between blocks)."""
-    return WriteStage(output_uri)(table)
+    """`WriteStage` as a Ray task (it holds nothing worth keeping between blocks); returns the
+    block's `RunSummary` packed in one row, so that what the driver receives does not grow
+    with the rows of a block."""
+    summary = RunSummary()
+    summary.add(WriteStage(output_uri)(table))
+    return summary.to_table()
 
 
 class TokenizeStage:

@@ -1,9 +1,17 @@
-"""Run summary built from the per-row summaries the write stage streams back: counts by status,
-delta distribution, steps, throughput. Constant memory: duplicate ids are found before the run
-(`raysattr.io.scan`), not here."""
+"""Run summary built from the per-row summaries the write stage makes: counts by status, delta
+distribution, steps, throughput. Constant memory: duplicate ids are found before the run
+(`raysattr.io.scan`), not here.
+
+Each write task sums its block into a `RunSummary` and streams back only that, packed in one
+row (`to_table`); the driver merges them (`add` takes either form). Streaming the per-row
+summaries back (~200 bytes a row) made the driver's RSS grow with the rows it received: the
+pages of the object store it read them from stay mapped into the driver (and inlined ones left
+its native heap larger), ~100 bytes a row (NOTES.md, "Flat driver memory").
+"""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -13,6 +21,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 from raysattr.attribution.results import DELTA_EDGES
 
 WORST_ROWS = 20  # unconverged rows named in summary.json and the report
+PACKED = "run_summary"  # the one column of a packed summary (`RunSummary.to_table`): JSON
 
 
 class RunSummary:
@@ -31,6 +40,12 @@ class RunSummary:
         self.buckets = BucketTotals()
 
     def add(self, batch: pa.Table) -> None:
+        """Add a batch of per-row summaries (`WriteStage`'s columns) or of packed summaries
+        (`to_table`, one row per write task)."""
+        if PACKED in batch.column_names:
+            for text in batch.column(PACKED).to_pylist():
+                self.merge(RunSummary.from_state(json.loads(text)))
+            return
         self.status.update(batch.column("status").to_pylist())
         self.steps.update(batch.column("n_steps").to_pylist())
         rel = batch.column("delta_rel").to_numpy(zero_copy_only=False)
@@ -54,6 +69,52 @@ class RunSummary:
         for col in ("model_fingerprint", "run_id"):
             if col in batch.column_names and batch.num_rows:
                 self.provenance[col] = batch.column(col)[0].as_py()
+
+    def merge(self, other: RunSummary) -> None:
+        """Add `other`'s counts (the summary of other rows) to this one."""
+        self.status.update(other.status)
+        self.steps.update(other.steps)
+        self.delta_hist += other.delta_hist
+        self.delta_max = max(self.delta_max, other.delta_max)
+        self.rows_read += other.rows_read
+        self.unconverged += other.unconverged
+        self.fp32_recomputed += other.fp32_recomputed
+        self.worst = sorted(self.worst + other.worst, reverse=True)[:WORST_ROWS]
+        self.provenance.update(other.provenance)
+        self.buckets.merge(other.buckets)
+
+    def to_table(self) -> pa.Table:
+        """This summary packed in one row (what a write task streams back): its size does not
+        grow with the rows summed (at most `WORST_ROWS` ids, one entry per bucket and status)."""
+        state = {
+            "status": dict(self.status),
+            "steps": [[k, v] for k, v in self.steps.items()],
+            "delta_hist": self.delta_hist.tolist(),
+            "delta_max": self.delta_max,
+            "rows_read": self.rows_read,
+            "unconverged": self.unconverged,
+            "fp32_recomputed": self.fp32_recomputed,
+            "worst": self.worst,
+            "provenance": self.provenance,
+            "buckets": [[b, v.tolist()] for b, v in self.buckets.totals.items()],
+        }
+        return pa.table({PACKED: pa.array([json.dumps(state)], pa.string())})
+
+    @classmethod
+    def from_state(cls, state: dict) -> RunSummary:
+        """The summary `to_table` packed (`state`: its JSON, decoded)."""
+        out = cls()
+        out.status.update(state["status"])
+        out.steps.update({k: v for k, v in state["steps"]})
+        out.delta_hist += np.asarray(state["delta_hist"], np.int64)
+        out.delta_max = state["delta_max"]
+        out.rows_read = state["rows_read"]
+        out.unconverged = state["unconverged"]
+        out.fp32_recomputed = state["fp32_recomputed"]
+        out.worst = [tuple(w) for w in state["worst"]]
+        out.provenance = state["provenance"]
+        out.buckets.totals = {b: np.asarray(v, np.float64) for b, v in state["buckets"]}
+        return out
 
     def _convergence(self, batch: pa.Table) -> None:
         """Count unconverged and fp32-recomputed rows; keep the `WORST_ROWS` worst unconverged."""
@@ -137,6 +198,10 @@ class BucketTotals:
             rows = buckets == b
             add = np.array([v[rows].sum() for v in values])
             self.totals[int(b)] = self.totals.get(int(b), np.zeros(4)) + add
+
+    def merge(self, other: BucketTotals) -> None:
+        for b, add in other.totals.items():
+            self.totals[b] = self.totals.get(b, np.zeros(4)) + add
 
     def summary(self) -> dict:
         """`padding_fraction` (padding / token positions evaluated, whole run) and
