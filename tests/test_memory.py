@@ -1,6 +1,7 @@
 """Bounded memory without losing exactness: the scan's hash-partitioned spill finds the same
 duplicates as one sort of every hash, statistics batches are bounded by residues, and the write
-tasks stream back one packed summary per block that merges to the per-row summary."""
+tasks stream back one packed summary per block that merges to the per-row summary, and a run's
+driver allocates Arrow memory with malloc (NOTES.md, "Flat driver memory")."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysattr.io.scan import HashSpill, InputScan, duplicate_indices, hash_ids
+from raysattr.pipeline.plan import driver_arrow_pool
 from raysattr.pipeline.stages import WriteStage, write_block
 from raysattr.pipeline.summary import PACKED, RunSummary
 from raysattr.stats.passes import file_batches
@@ -88,3 +90,17 @@ def test_packed_block_summaries_merge_to_the_row_summary_and_do_not_grow(tmp_pat
     assert streamed.unconverged > 0 and len(streamed.buckets.totals) == 3
     # What the driver receives per block is bounded (WORST_ROWS ids), not ~200 bytes a row.
     assert sizes[2] < 3 * sizes[0] and sizes[2] < 3000
+
+
+def test_driver_uses_arrow_system_pool_during_a_run_unless_the_user_chose_one(monkeypatch):
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    before = pa.default_memory_pool().backend_name
+    with driver_arrow_pool():
+        assert pa.default_memory_pool().backend_name == "system"
+        kept = pa.array(list(range(1000)))  # allocated by malloc, freed after the switch back
+    assert pa.default_memory_pool().backend_name == before
+    assert kept.sum().as_py() == 499500
+    del kept
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", before)
+    with driver_arrow_pool():
+        assert pa.default_memory_pool().backend_name == before
