@@ -475,9 +475,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (issue-12 sections)")
     parser.add_argument(
         "--sections",
-        default="models,demo,many",
+        default="models,demo,many,bf16",
         help="comma-separated: models (the per-model table), demo (path rule, reference, bf16 "
-        "guard on the demo model), many (many rows per length)",
+        "guard on the demo model), many (many rows per length), bf16 (path rule fp32 vs bf16 + "
+        "guard on many's bert-base rows)",
     )
     parser.add_argument(
         "--workdir",
@@ -516,9 +517,13 @@ def issue12_sections(args, sections: set[str], tmp: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     if "demo" in sections:
         engine_paths.demo_section(workdir, 60 if args.quick else 300, args.device, args.quick)
-    if "many" in sections:
+    if sections & {"many", "bf16"}:
         many = [(TINY, 100 if args.quick else 500, 500), (BERT_BASE, 8 if args.quick else 16, 64)]
-        engine_paths.many_rows_section(many, save_and_load, tmp, 8, args.device)
+        if "many" not in sections:  # bf16 alone: its rows only
+            many = many[1:]
+        engine_paths.many_rows_section(
+            many, save_and_load, tmp, 8, args.device, bf16="bf16" in sections
+        )
 
 
 if __name__ == "__main__":
