@@ -532,13 +532,18 @@ def actors_section(w: Workload, s: Sizes, one: RunTiming, make) -> None:
     print(f"  load average {os.getloadavg()[0]:.2f}")
 
 
-def length_routing(quick: bool) -> None:
+def length_routing(quick: bool, routings: str) -> None:
     """The length routing section alone (benchmarks/pipeline_routing.py)."""
     from pipeline_routing import routing_section
 
     quiet()
     with tempfile.TemporaryDirectory(prefix="raysattr-routing-") as tmp_name:
-        routing_section(Path(tmp_name), repeats=1, n_rows=1_000 if quick else 5_000)
+        routing_section(
+            Path(tmp_name),
+            repeats=1,
+            n_rows=1_000 if quick else 5_000,
+            routings=tuple(routings.split(",")),
+        )
     ray.shutdown()
 
 
@@ -557,6 +562,11 @@ def main() -> None:
         action="store_true",
         help="only length routing (pipeline_routing.py): 5,000 proteins, each routing option",
     )
+    parser.add_argument(
+        "--routings",
+        default="window,sort,groupby,none",
+        help="with --length-routing: the compute.length_routing values to run",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--scale-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -567,7 +577,7 @@ def main() -> None:
     if args.memory_scale:
         return memory_scale([int(n) for n in args.memory_scale.split(",")])
     if args.length_routing:
-        return length_routing(args.quick)
+        return length_routing(args.quick, args.routings)
     quiet()
     s, started = sizes(args.quick), time.perf_counter()
     print(

@@ -203,7 +203,9 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def routing_section(tmp: Path, repeats: int, n_rows: int = N_ROWS) -> None:
+def routing_section(
+    tmp: Path, repeats: int, n_rows: int = N_ROWS, routings: tuple[str, ...] = ROUTINGS
+) -> None:
     """Print the engine reference and one line per routing, then the per-bucket figures of the
     default routing."""
     data_uri, lengths = write_proteins(tmp / "proteins" / "proteins.parquet", n_rows)
@@ -226,7 +228,7 @@ def routing_section(tmp: Path, repeats: int, n_rows: int = N_ROWS) -> None:
         e = engine_presorted(make("window"))
         engine = e if engine is None or e["seconds"] < engine["seconds"] else engine
         print(f"  (engine: {e['seconds']:.1f} s, load {os.getloadavg()[0]:.2f})", flush=True)
-        for routing in ROUTINGS:
+        for routing in routings:
             r = timed_routing_run(make(routing))
             if routing not in best or r["seconds"] < best[routing]["seconds"]:
                 best[routing] = r
@@ -253,7 +255,7 @@ def _print_routing(n_rows: int, engine: dict, best: dict) -> None:
             f"{r['first']:8.1f}{r['store_mib']:10.0f}{r['driver_mib']:11.1f}"
         )
     print("  per bucket (window): bucket rows engine_s rows/s padding")
-    for b in best["window"]["buckets"]:
+    for b in best.get("window", {}).get("buckets", []):
         rate = b["rows_per_s"] or 0.0
         print(
             f"    {b['bucket']:>6}{b['rows']:>7}{b['engine_s']:9.1f}{rate:9.0f}"
