@@ -238,6 +238,7 @@ def audit(model_dir, data, root, audit_id, *extra) -> tuple[int, dict]:
             "attribution.n_steps=8",
             "qc.sample_rows=20",
             "compute.rows_per_block=64",
+            "compute.max_actors=1",  # audit.yaml allows 2: a second model load per audit
             *extra,
         ]
     )

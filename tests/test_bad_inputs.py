@@ -408,6 +408,7 @@ def test_row_level_corpus(ray_session, corpus_base, tmp_path, capsys):
             "data.passthrough_columns=[]",
             "attribution.quadrature=fixed",  # not about convergence: a third of the path rule
             "attribution.n_steps=4",
+            "compute.max_actors=1",  # demo.yaml allows 2: a second model load for a few rows
             "qc.enabled=false",
             "report.enabled=false",
         ]
@@ -488,6 +489,7 @@ def _run_cli(data_uri, model_dir, output, *extra) -> int:
             "data.passthrough_columns=[]",
             "attribution.quadrature=fixed",  # not about convergence: a third of the path rule
             "attribution.n_steps=4",
+            "compute.max_actors=1",  # demo.yaml allows 2: a second model load for a few rows
             "qc.enabled=false",
             "report.enabled=false",
             "output.mode=resume",

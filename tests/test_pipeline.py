@@ -43,6 +43,9 @@ def config(model_dir, data_uri, out_uri, *extra):
             "attribution.adaptive_steps=false",
             "compute.rows_per_block=40",
             "compute.rows_per_call=40",
+            # demo.yaml allows 2 actors; each one imports torch and loads the model (~6 CPU s),
+            # which a test of a hundred rows on 2 cores does not need.
+            "compute.max_actors=1",
             "data.passthrough_columns=[]",
             "qc.enabled=false",  # faithfulness and the report have tests of their own;
             "report.enabled=false",  # the S3 test turns them on
@@ -278,7 +281,8 @@ def test_killed_actor_is_restarted_with_nothing_lost(ray_session, model_dir, tmp
     marker = tmp_path / "crashed"
     previous = apply_env({"RAYSATTR_FAULT_EXIT_AT": "2", "RAYSATTR_FAULT_MARKER": str(marker)})
     try:
-        run(config(model_dir, tmp_path / "in.parquet", tmp_path / "out"))
+        # Two actors, as demo.yaml allows: one dies, the pool goes on and restarts it.
+        run(config(model_dir, tmp_path / "in.parquet", tmp_path / "out", "compute.max_actors=2"))
     finally:
         restore_env(previous)
     assert marker.exists()  # the actor really died on its 2nd batch
