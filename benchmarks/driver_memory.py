@@ -20,7 +20,6 @@ import argparse
 import ctypes
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import ray
-from pipeline import SCALE_LENGTHS, SEED, Workload, make_config, quiet, reset_peak, save_model
+from pipeline import (
+    SCALE_LENGTHS,
+    SEED,
+    Workload,
+    make_config,
+    quiet,
+    reset_peak,
+    save_model,
+    status_bytes,
+)
 
 from raysattr.demo import DatasetSpec, generate, write
 from raysattr.pipeline.plan import init_ray, run
@@ -39,8 +47,7 @@ FIELDS = ("VmRSS", "RssAnon", "RssShmem")
 
 
 def status_mib(field: str) -> float:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE).group(1)) / 1024
+    return status_bytes(field) / 2**20
 
 
 def sample() -> dict[str, float]:

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from captum.attr import LayerIntegratedGradients
-from reference import converged_reference
+from reference import converged_reference, row_ids, row_path
 
 from raysattr.attribution import AttributionEngine
 from raysattr.config import AttributionConfig, ModelConfig
@@ -71,11 +71,7 @@ def recipe(loaded, row, target: int | None, n_steps: int, batch: int | None = No
     `target=None` is the loop a notebook user writes to get what the engine returns: the
     predicted class from a forward first, and Captum's convergence delta (2 more forwards).
     """
-    sp = loaded.special_ids()
-    ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]], device=loaded.device)
-    base = torch.tensor(
-        [[sp["cls"]] + [sp["pad"]] * row.n_tokens + [sp["sep"]]], device=loaded.device
-    )
+    ids, base = row_ids(loaded, row)
     model = loaded.model
     full = target is None
     if full:
@@ -115,20 +111,10 @@ def demo_rows(workdir: Path, n_rows: int, device: str):
 
 def print_path_shape(loaded, row, target: int) -> None:
     """F along the straight path of one row: where the jump is."""
-    sp = loaded.special_ids()
-    ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]], device=loaded.device)
-    base = ids.clone()
-    base[0, 1:-1] = sp["pad"]
+    path, e0, e1 = row_path(loaded, row, target)
     alphas = torch.linspace(0, 1, 81, device=loaded.device)
     with torch.no_grad():
-        e1, e0 = loaded.embeddings(input_ids=ids), loaded.embeddings(input_ids=base)
-        points = e0 + alphas.view(-1, 1, 1) * (e1 - e0)
-        hook = loaded.embeddings.register_forward_hook(lambda *_: points)
-        try:
-            f = torch.softmax(loaded.model(input_ids=ids.expand(len(alphas), -1)).logits, -1)
-        finally:
-            hook.remove()
-    f = f[:, target].cpu().numpy()
+        f = path(e0 + alphas.view(-1, 1, 1) * (e1 - e0)).cpu().numpy()
     jump = np.argmax(np.abs(np.diff(f)))
     print(
         f"  F(α) of a hard row: {f[0]:.3f} at 0, {f[jump]:.3f} at α={alphas[jump]:.4f}, "
@@ -213,9 +199,9 @@ def reference_section(loaded, rows, ref_ids, hardest, runs, quick: bool) -> None
         f"vs path rule {path_sec:.2f} s (pro rata of the {len(rows)}-row run) = "
         f"{sec50 / path_sec:.2f}x; engine fixed 50 {fixed_sec / path_sec:.2f}x; {load()}"
     )
-    accuracy_matched(
-        loaded, rows, ref_ids, targets, ref, np.median(errors["path (default)"]), path_sec
-    )
+    path_err = float(np.median(errors["path (default)"]))
+    first = (sec50, captum50)  # the ladder's first rung, made above
+    accuracy_matched(loaded, rows, ref_ids, targets, ref, (path_err, path_sec), first)
     runs["_reference"] = ref  # type: ignore[assignment]
 
 
@@ -223,14 +209,15 @@ def _recipe_maps(loaded, rows, targets, ref_ids, n_steps: int) -> dict[int, np.n
     return {i: recipe(loaded, rows[i], targets[i], n_steps, 256) for i in ref_ids}
 
 
-def accuracy_matched(loaded, rows, ref_ids, targets, ref, path_err: float, path_sec: float) -> None:
+def accuracy_matched(loaded, rows, ref_ids, targets, ref, path, first) -> None:
     """Captum's recipe (one row at a time) at 4x more steps each round until its median error
     on the reference rows is at most the path rule's, or `MATCH_MAX_STEPS` is reached: the
     time at which the fixed rule is as accurate, against the path rule's (a lower bound of the
-    speed-up when never reached)."""
-    n = 50
+    speed-up when never reached). `path`: the path rule's (median error, seconds) on these
+    rows; `first`: (seconds, maps) of the recipe at 50 steps."""
+    path_err, path_sec = path
+    n, (sec, maps) = 50, first
     while True:
-        sec, maps = timed(partial(_recipe_maps, loaded, rows, targets, ref_ids, n))
         err = float(np.median([rel_l2(maps[i], ref[i]) for i in ref_ids]))
         reached = err <= path_err
         print(
@@ -240,6 +227,7 @@ def accuracy_matched(loaded, rows, ref_ids, targets, ref, path_err: float, path_
         if reached or 4 * n > MATCH_MAX_STEPS:
             break
         n *= 4
+        sec, maps = timed(partial(_recipe_maps, loaded, rows, targets, ref_ids, n))
     bound = "" if reached else f" at least (not matched at {n} steps)"
     print(f"  accuracy-matched speed vs the fixed recipe:{bound} {sec / path_sec:.1f}x; {load()}")
 

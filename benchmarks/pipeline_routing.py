@@ -166,6 +166,8 @@ class StoreSampler:
 
 def timed_routing_run(cfg: RunConfig) -> dict:
     """One `run(cfg)`: seconds, first result, padding, object store and driver peaks."""
+    from pipeline import reset_peak, status_bytes  # noqa: PLC0415  (pipeline.py imports this)
+
     arrivals: list[float] = []
 
     class TimedSummary(RunSummary):
@@ -175,8 +177,7 @@ def timed_routing_run(cfg: RunConfig) -> dict:
 
     plan.RunSummary = TimedSummary
     try:
-        Path("/proc/self/clear_refs").write_text("5")
-        rss = _status_kib("VmRSS")
+        rss = reset_peak()
         with StoreSampler() as store:
             start = time.perf_counter()
             result = run(cfg)
@@ -192,15 +193,8 @@ def timed_routing_run(cfg: RunConfig) -> dict:
         "padding_fraction": s["padding_fraction"],
         "buckets": s["length_buckets"],
         "store_mib": store.peak / 2**20,
-        "driver_mib": (_status_kib("VmHWM") - rss) / 1024,
+        "driver_mib": (status_bytes("VmHWM") - rss) / 2**20,
     }
-
-
-def _status_kib(field: str) -> int:
-    for text in Path("/proc/self/status").read_text().splitlines():
-        if text.startswith(f"{field}:"):
-            return int(text.split()[1])
-    return 0
 
 
 def routing_section(

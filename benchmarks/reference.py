@@ -44,6 +44,23 @@ class Reference:
     evaluations: int
 
 
+def row_ids(loaded, row) -> tuple[torch.Tensor, torch.Tensor]:
+    """`([1, n_tokens + 2] ids, the same with every content token the padding id)`."""
+    sp = loaded.special_ids()
+    ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]], device=loaded.device)
+    base = ids.clone()
+    base[0, 1:-1] = sp["pad"]
+    return ids, base
+
+
+def row_path(loaded, row, target: int):
+    """`(f, e', e)`: `path_function` of `row` and its embeddings at the baseline and input."""
+    ids, base = row_ids(loaded, row)
+    with torch.no_grad():
+        e1, e0 = loaded.embeddings(input_ids=ids), loaded.embeddings(input_ids=base)
+    return path_function(loaded, ids, target), e0, e1
+
+
 def path_function(loaded, ids: torch.Tensor, target: int):
     """`f(values [n, L, H]) -> [n]`: the target's probability with the embeddings replaced."""
     model = loaded.model
@@ -76,13 +93,7 @@ def _panel_maps(ig, e0, e1, panels: list[tuple[float, float]], n: int) -> np.nda
 
 def converged_reference(loaded, row, target: int, tolerance: float = 1e-4) -> Reference:
     """The reference map of `row` (a `TokenizedRow`) for class `target`."""
-    sp = loaded.special_ids()
-    ids = torch.tensor([[sp["cls"], *row.content_ids.tolist(), sp["sep"]]], device=loaded.device)
-    base = ids.clone()
-    base[0, 1:-1] = sp["pad"]
-    with torch.no_grad():
-        e1, e0 = loaded.embeddings(input_ids=ids), loaded.embeddings(input_ids=base)
-    f = path_function(loaded, ids, target)
+    f, e0, e1 = row_path(loaded, row, target)
     ig = IntegratedGradients(f)
     edges = np.linspace(0.0, 1.0, START_PANELS + 1)
     panels = list(zip(edges[:-1], edges[1:], strict=True))
