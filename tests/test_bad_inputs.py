@@ -563,8 +563,15 @@ def test_duplicate_ids_exact_resume(ray_session, corpus_base, tmp_path):
     from raysattr.io.results import read_attributions
 
     out = tmp_path / "out"
+
+    def counts() -> tuple[int, int, int, int]:
+        rows = json.loads((out / "summary.json").read_text())["rows"]
+        return rows["read"], rows["skipped_done"], rows["beyond_limit"], rows["input"]
+
     assert _run_cli(data_file, good_model, out, "data.limit=6") == 0
+    assert counts() == (6, 0, 2, 8)  # the 2 rows past the limit are not "already done"
     assert _run_cli(data_file, good_model, out) == 0
+    assert counts() == (2, 6, 0, 8)
     rows = read_attributions(str(out)).select(["id", "status"]).to_pylist()
     assert len(rows) == 8
     assert sorted(r["id"] for r in rows if r["status"] == "duplicate_id") == ["s0", "s1"]

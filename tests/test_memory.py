@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from raysattr.io.scan import HashSpill, InputScan, duplicate_indices, hash_ids
 from raysattr.pipeline.plan import driver_arrow_pool
 from raysattr.pipeline.stages import WriteStage, write_block
-from raysattr.pipeline.summary import PACKED, RunSummary
+from raysattr.pipeline.summary import CARRIER, PACKED, SKIPPED, RunSummary
 from raysattr.stats.passes import file_batches
 
 
@@ -69,6 +69,7 @@ def written_rows(n: int, seed: int) -> pa.Table:
             "_engine_s": rng.random(n),
             "_tokens_evaluated": rng.integers(10, 300, n),
             "_tokens_padding": rng.integers(0, 10, n),
+            SKIPPED: rng.integers(0, 3, n),
         }
     )
 
@@ -88,8 +89,31 @@ def test_packed_block_summaries_merge_to_the_row_summary_and_do_not_grow(tmp_pat
         1.0, table.num_rows, scan, []
     )
     assert streamed.unconverged > 0 and len(streamed.buckets.totals) == 3
+    assert streamed.skipped_done == pa.compute.sum(table.column(SKIPPED)).as_py() > 0
     # What the driver receives per block is bounded (WORST_ROWS ids), not ~200 bytes a row.
     assert sizes[2] < 3 * sizes[0] and sizes[2] < 3000
+
+
+def test_skipped_rows_count_once_per_input_row_and_carriers_are_never_written(tmp_path):
+    """`read + skipped_done + beyond_limit == input`: a row's count repeats on each target's
+    row, a carrier row (a file already done) counts its rows and is not a row read."""
+    block = written_rows(7, seed=3)
+    block = block.set_column(2, "source_row", pa.array([0, 0, 1, 1, 4, 4, 0]))  # 2 targets
+    block = block.set_column(1, "source", pa.array(["in.pq"] * 6 + ["done.pq"]))
+    block = block.set_column(3, "status", pa.array(["ok"] * 6 + [CARRIER]))
+    block = block.set_column(12, SKIPPED, pa.array([0, 0, 2, 2, 1, 1, 5]))
+    summary = RunSummary()
+    summary.add(write_block(block, str(tmp_path)))
+    finished = summary.finish(1.0, 20, InputScan({}, 20, 0), [])
+    rows = finished["rows"]
+    assert (rows["read"], rows["skipped_done"], rows["beyond_limit"]) == (3, 8, 9)
+    assert rows["read"] + rows["skipped_done"] + rows["beyond_limit"] == rows["input"]
+    assert rows["out"] == rows["ok"] == 6 and CARRIER not in rows["error_by_code"]
+    assert sum(b["rows"] for b in finished["length_buckets"]) == 6
+    (part,) = (tmp_path / "attributions").glob("part-*.parquet")
+    written = pq.read_table(part)
+    assert written.num_rows == 6 and SKIPPED not in written.column_names
+    assert set(written.column("source").to_pylist()) == {"in.pq"}
 
 
 def test_driver_uses_arrow_system_pool_during_a_run_unless_the_user_chose_one(monkeypatch):

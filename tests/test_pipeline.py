@@ -268,7 +268,9 @@ def test_resume_skips_done_ids_and_overwrite_starts_clean(ray_session, model_dir
     run(config(model_dir, data, out, "output.mode=resume"))
     pq.write_table(second, data / "b.parquet")
     result = run(config(model_dir, data, out, "output.mode=resume"))
-    assert result.summary["rows"]["skipped_done"] == 40 and result.summary["rows"]["out"] == 40
+    rows = result.summary["rows"]
+    assert rows["skipped_done"] == 40 and rows["out"] == 40  # a.parquet: one carrier row
+    assert (rows["read"], rows["beyond_limit"], rows["input"]) == (40, 0, 80)
     ids = read_attributions(str(out)).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 80
     run(config(model_dir, data / "b.parquet", out, "output.mode=overwrite"))
@@ -331,7 +333,8 @@ def test_driver_killed_mid_run_then_rerun_is_complete(ray_session, model_dir, tm
     written = len(read_attributions(str(out)).column("id"))
     assert 0 < written < 400
     result = run(config(model_dir, tmp_path / "in.parquet", out, "output.mode=resume"))
-    assert result.summary["rows"]["skipped_done"] == written
-    assert result.summary["rows"]["out"] == 400 - written  # recomputed: only what was missing
+    rows = result.summary["rows"]
+    assert rows["skipped_done"] == written and rows["beyond_limit"] == 0
+    assert rows["out"] == rows["read"] == 400 - written  # recomputed: only what was missing
     ids = read_attributions(str(out)).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 400

@@ -22,7 +22,8 @@ from raysattr.io.scan import (
     scan_inputs,
 )
 from raysattr.io.sources import list_inputs, read_file
-from raysattr.pipeline.stages import read_files
+from raysattr.pipeline.stages import read_files, skip_done
+from raysattr.pipeline.summary import CARRIER, SKIPPED
 
 
 def _parquet(path: Path, ids: list, labels: list | None = None) -> Path:
@@ -145,10 +146,19 @@ def _cfg(folder: Path, policy: str) -> RunConfig:
 
 
 def _read_all(folder: Path, policy: str, **kwargs) -> list[dict]:
+    """The rows `read_files` yields to be read (not the carriers of files already done)."""
+    return _read_counted(folder, policy, **kwargs)[0]
+
+
+def _read_counted(folder: Path, policy: str, **kwargs) -> tuple[list[dict], int, int]:
+    """The rows to read, the rows counted as already written (`SKIPPED`), the carrier rows."""
     cfg = _cfg(folder, policy)
     batch = pa.table({"uri": [f.uri for f in list_inputs(str(folder))]})
     tables = list(read_files(batch, cfg, **kwargs))
-    return pa.concat_tables(tables).to_pylist() if tables else []
+    rows = pa.concat_tables(tables, promote_options="permissive").to_pylist() if tables else []
+    skipped = sum(r.get(SKIPPED) or 0 for r in rows)
+    real = [r for r in rows if r["read_code"] != CARRIER]
+    return real, skipped, len(rows) - len(real)
 
 
 def test_error_policy_turns_later_copies_into_duplicate_id_rows(tmp_path):
@@ -214,7 +224,7 @@ def test_resume_after_the_first_copy_writes_only_the_later_copies(tmp_path):
     # A run killed after writing a.parquet (rows 0-3; row 2 as a duplicate_id row).
     out = _written(tmp_path / "out", [("x", a, 0), ("y", a, 1), ("x", a, 2), ("z", a, 3)])
     keys = resume_keys(out)
-    rows = _read_all(
+    rows, skipped, carriers = _read_counted(
         folder,
         "error",
         resume=keys,
@@ -223,6 +233,8 @@ def test_resume_after_the_first_copy_writes_only_the_later_copies(tmp_path):
     )
     assert _positions(rows) == [("b.jsonl", 0), ("b.jsonl", 1), ("b.jsonl", 2)]
     assert [r["read_code"] for r in rows] == ["duplicate_id", None, "duplicate_id"]
+    # a.parquet's 4 rows are all written: one carrier row counts them.
+    assert (skipped, carriers) == (4, 1) and [r[SKIPPED] for r in rows] == [0, 0, 0]
 
 
 def test_resume_after_only_a_later_copy_writes_the_first_copy(tmp_path):
@@ -231,7 +243,7 @@ def test_resume_after_only_a_later_copy_writes_the_first_copy(tmp_path):
     scan = _scan(folder)
     # b.jsonl finished first (its y, w, x), a.parquet not at all.
     out = _written(tmp_path / "out", [("y", b, 0), ("w", b, 1), ("x", b, 2)])
-    rows = _read_all(
+    rows, skipped, carriers = _read_counted(
         folder,
         "keep",
         resume=resume_keys(out),
@@ -240,14 +252,32 @@ def test_resume_after_only_a_later_copy_writes_the_first_copy(tmp_path):
     )
     assert _positions(rows) == [("a.parquet", i) for i in range(4)]
     assert a in rows[0]["source"]
+    assert (skipped, carriers) == (3, 1)
+    # Without carriers (under data.limit) a file with nothing to read sends no count.
+    copies = {"later_copies": scan.later_copies, "first_copies": scan.first_copies}
+    assert _read_counted(folder, "keep", resume=resume_keys(out), carriers=False, **copies)[1:] == (
+        0,
+        0,
+    )
 
 
 def test_resume_skips_unique_ids_by_id_even_when_the_files_moved(tmp_path):
     folder = _dup_folder(tmp_path)
     scan = _scan(folder)
     out = _written(tmp_path / "out", [("z", "/elsewhere/a.parquet", 3), ("w", "/old/b.jsonl", 1)])
-    rows = _read_all(folder, "error", resume=resume_keys(out), later_copies=scan.later_copies)
+    rows, skipped, carriers = _read_counted(
+        folder, "error", resume=resume_keys(out), later_copies=scan.later_copies
+    )
     assert sorted(r["id"] for r in rows) == ["x", "x", "x", "y", "y"]
+    # z (a.parquet's last row) and w (b.jsonl's row 1) ride on the rows read around them.
+    assert [(r["id"], r[SKIPPED]) for r in rows] == [
+        ("x", 0),
+        ("y", 0),
+        ("x", 1),
+        ("y", 0),
+        ("x", 1),
+    ]
+    assert (skipped, carriers) == (2, 0) and len(rows) + skipped == scan.total_rows
 
 
 def test_resume_from_an_output_written_before_source_row(tmp_path):
@@ -258,7 +288,7 @@ def test_resume_from_an_output_written_before_source_row(tmp_path):
     keys = resume_keys(out)
     assert not keys.positions and keys.n_ids == 2
     assert keys.has_unplaced("x") and keys.has_unplaced("z") and not keys.has_unplaced("y")
-    rows = _read_all(
+    rows, skipped, _ = _read_counted(
         folder,
         "error",
         resume=keys,
@@ -266,6 +296,44 @@ def test_resume_from_an_output_written_before_source_row(tmp_path):
         first_copies=scan.first_copies,
     )
     assert sorted(r["id"] for r in rows) == ["w", "y", "y"]
+    assert skipped == 4 and len(rows) + skipped == scan.total_rows
+
+
+def test_skipped_rows_are_counted_once_across_chunks():
+    """Each row read carries the done rows just before it, across the reader's chunks; the
+    file's last row read also those after it; a file with nothing to read, one carrier row."""
+    chunks = [[False, False, True], [False, False], [True, False], [False]]
+    tables, start = [], 0
+    for keep in chunks:
+        rows = np.arange(start, start + len(keep))
+        table = pa.table(
+            {
+                "id": [f"r{r}" for r in rows],
+                "sequence": ["ACGT"] * len(keep),
+                "source": ["f"] * len(keep),
+                "source_row": rows,
+                "read_error": pa.nulls(len(keep), pa.string()),
+                "read_code": pa.nulls(len(keep), pa.string()),
+            }
+        )
+        tables.append((table, pa.array(keep)))
+        start += len(keep)
+    read = pa.concat_tables(skip_done(tables))
+    assert read.column("source_row").to_pylist() == [2, 5]
+    assert read.column(SKIPPED).to_pylist() == [2, 4]  # r0 r1 | r3 r4, then r6 r7
+    none = [(t, pa.array(np.zeros(t.num_rows, bool))) for t, _ in tables]
+    (carrier,) = skip_done(none)
+    assert carrier.to_pylist()[0] | {"sequence": "-"} == {
+        "id": "r0",
+        "sequence": "-",
+        "source": "f",
+        "source_row": 0,
+        "read_error": carrier.column("read_error")[0].as_py(),
+        "read_code": CARRIER,
+        SKIPPED: 8,
+    }
+    assert carrier.column("sequence").null_count == 1
+    assert list(skip_done(none, carriers=False)) == []
 
 
 def test_resume_keys_positions_are_position_keys(tmp_path):

@@ -55,9 +55,11 @@ class RunResult:
     def one_line(self) -> str:
         s = self.summary
         errors = ", ".join(f"{k}={v}" for k, v in s["rows"]["error_by_code"].items()) or "none"
+        beyond = s["rows"].get("beyond_limit")
+        beyond = f", {beyond} beyond data.limit" if beyond else ""
         return (
             f"raysattr: {s['rows']['out']} rows written ({s['rows']['ok']} ok, errors: "
-            f"{errors}; {s['rows']['skipped_done']} already done) in {s['wall_s']:.1f}s, "
+            f"{errors}; {s['rows']['skipped_done']} already done{beyond}) in {s['wall_s']:.1f}s, "
             f"{s['sequences_per_s']:.2f} seq/s -> {self.output_uri}"
         )
 
@@ -143,7 +145,7 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume_refs: list | None, ru
         batch_format="pyarrow",
         fn_kwargs={
             "cfg": cfg,
-            **({} if resume_refs is None else {"resume_refs": resume_refs}),
+            **({} if resume_refs is None else _resume_kwargs(cfg, resume_refs)),
             "later_copies": checked.scan.later_copies,
             "first_copies": checked.scan.first_copies,
         },
@@ -172,6 +174,13 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume_refs: list | None, ru
         batch_format="pyarrow",
         fn_kwargs={"output_uri": cfg.output.uri},
     )
+
+
+def _resume_kwargs(cfg: RunConfig, resume_refs: list) -> dict:
+    """`_read_resuming`'s keys, and whether a file with nothing left to read sends its count of
+    rows already written on a carrier row: not under `data.limit`, which would count that row
+    as one read, so there such a file's rows are reported as `beyond_limit` (README)."""
+    return {"resume_refs": resume_refs, "carriers": not cfg.data.limit}
 
 
 def route_by_length(ds, c: ComputeConfig):

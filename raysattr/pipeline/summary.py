@@ -16,12 +16,18 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 
 from raysattr.attribution.results import DELTA_EDGES
 
 WORST_ROWS = 20  # unconverged rows named in summary.json and the report
 PACKED = "run_summary"  # the one column of a packed summary (`RunSummary.to_table`): JSON
+# A resumed run's read tasks count the input rows they skip as already written into this column
+# (`pipeline.stages.read_files`): each row carries the count of skipped rows just before it in
+# its file, a file's last row also those after it. A file with nothing left to read sends its
+# count on one carrier row with status `CARRIER`, which is never written.
+SKIPPED = "_skipped_done"
+CARRIER = "_already_done"
 
 
 class RunSummary:
@@ -33,6 +39,7 @@ class RunSummary:
         self.delta_hist = np.zeros(len(DELTA_EDGES) - 1, np.int64)
         self.delta_max = 0.0
         self.rows_read = 0  # input rows that reached the output (a row gives one row per target)
+        self.skipped_done = 0  # input rows the read tasks skipped as already written (`SKIPPED`)
         self.unconverged = 0  # ok rows with converged = false
         self.fp32_recomputed = 0  # rows the bf16 guard attributed again in fp32
         self.worst: list[tuple[float, str, int]] = []  # (delta_rel, id, n_steps), WORST_ROWS kept
@@ -46,6 +53,7 @@ class RunSummary:
             for text in batch.column(PACKED).to_pylist():
                 self.merge(RunSummary.from_state(json.loads(text)))
             return
+        batch = self._count_skipped(batch)
         self.status.update(batch.column("status").to_pylist())
         self.steps.update(batch.column("n_steps").to_pylist())
         rel = batch.column("delta_rel").to_numpy(zero_copy_only=False)
@@ -77,6 +85,7 @@ class RunSummary:
         self.delta_hist += other.delta_hist
         self.delta_max = max(self.delta_max, other.delta_max)
         self.rows_read += other.rows_read
+        self.skipped_done += other.skipped_done
         self.unconverged += other.unconverged
         self.fp32_recomputed += other.fp32_recomputed
         self.worst = sorted(self.worst + other.worst, reverse=True)[:WORST_ROWS]
@@ -92,6 +101,7 @@ class RunSummary:
             "delta_hist": self.delta_hist.tolist(),
             "delta_max": self.delta_max,
             "rows_read": self.rows_read,
+            "skipped_done": self.skipped_done,
             "unconverged": self.unconverged,
             "fp32_recomputed": self.fp32_recomputed,
             "worst": self.worst,
@@ -109,6 +119,7 @@ class RunSummary:
         out.delta_hist += np.asarray(state["delta_hist"], np.int64)
         out.delta_max = state["delta_max"]
         out.rows_read = state["rows_read"]
+        out.skipped_done = state["skipped_done"]
         out.unconverged = state["unconverged"]
         out.fp32_recomputed = state["fp32_recomputed"]
         out.worst = [tuple(w) for w in state["worst"]]
@@ -116,12 +127,23 @@ class RunSummary:
         out.buckets.totals = {b: np.asarray(v, np.float64) for b, v in state["buckets"]}
         return out
 
+    def _count_skipped(self, batch: pa.Table) -> pa.Table:
+        """Add the `SKIPPED` counts of `batch` (once per input row: a row repeats its count on
+        every target's output row) to `skipped_done`; returns `batch` without its carrier rows,
+        which stand for no row read."""
+        if SKIPPED not in batch.column_names:
+            return batch
+        keys = ("source", "source_row") if "source_row" in batch.column_names else ("id",)
+        rows = zip(*(batch.column(k).to_pylist() for k in keys), strict=True)
+        counts = dict(zip(rows, batch.column(SKIPPED).to_pylist(), strict=True))
+        self.skipped_done += sum(counts.values())
+        carrier = pc.equal(batch.column("status"), CARRIER)
+        return batch.filter(pc.invert(carrier)) if pc.any(carrier).as_py() else batch
+
     def _convergence(self, batch: pa.Table) -> None:
         """Count unconverged and fp32-recomputed rows; keep the `WORST_ROWS` worst unconverged."""
         if "fp32_recomputed" in batch.column_names:
-            self.fp32_recomputed += int(
-                pa.compute.sum(batch.column("fp32_recomputed")).as_py() or 0
-            )
+            self.fp32_recomputed += int(pc.sum(batch.column("fp32_recomputed")).as_py() or 0)
         if "converged" not in batch.column_names:
             return
         flags = batch.column("converged").to_pylist()
@@ -138,7 +160,9 @@ class RunSummary:
 
         Args:
             wall_s: the run's wall time.
-            input_rows: rows in the input files (pre-flight scan).
+            input_rows: rows in the input files (pre-flight scan): every one is `read`,
+                `skipped_done` (already written, counted by the read tasks) or `beyond_limit`
+                (not read because of `data.limit`, the remainder).
             duplicates: the pre-flight `InputScan` (duplicate id counts and examples).
             quarantined: unreadable part files moved aside before a resume.
             **extra: more top-level keys (provenance, config, inputs, versions).
@@ -153,7 +177,8 @@ class RunSummary:
                 "ok": ok,
                 "error": out - ok,
                 "error_by_code": {k: v for k, v in sorted(self.status.items()) if k != "ok"},
-                "skipped_done": max(input_rows - self.rows_read, 0),
+                "skipped_done": self.skipped_done,
+                "beyond_limit": input_rows - self.rows_read - self.skipped_done,
                 "duplicate_ids": list(duplicates.duplicate_examples),
                 "n_duplicate_ids": duplicates.n_duplicate_ids,
                 "quarantined_parts": quarantined,

@@ -69,6 +69,7 @@ def _last_run(summary: dict) -> str:
         ("rows written", rows.get("out")),
         ("ok / error", f"{rows.get('ok')} / {rows.get('error')}"),
         ("rows skipped (already done)", rows.get("skipped_done")),
+        ("rows beyond data.limit", rows.get("beyond_limit", "n/a")),
         ("duplicate ids", rows.get("n_duplicate_ids")),
         ("wall time (s)", summary.get("wall_s")),
         ("sequences/s", summary.get("sequences_per_s")),
