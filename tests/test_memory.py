@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 
 from raysattr.io.scan import HashSpill, InputScan, duplicate_indices, hash_ids
 from raysattr.pipeline.plan import driver_arrow_pool
+from raysattr.pipeline.skipped import CARRIER, SKIPPED
 from raysattr.pipeline.stages import WriteStage, write_block
-from raysattr.pipeline.summary import CARRIER, PACKED, SKIPPED, RunSummary
+from raysattr.pipeline.summary import PACKED, RunSummary
 from raysattr.stats.passes import file_batches
 
 

@@ -267,12 +267,13 @@ def test_resume_skips_done_ids_and_overwrite_starts_clean(ray_session, model_dir
     out = tmp_path / "out"
     run(config(model_dir, data, out, "output.mode=resume"))
     pq.write_table(second, data / "b.parquet")
-    result = run(config(model_dir, data, out, "output.mode=resume"))
+    result = run(config(model_dir, data, out, "output.mode=resume", "data.limit=30"))
     rows = result.summary["rows"]
-    assert rows["skipped_done"] == 40 and rows["out"] == 40  # a.parquet: one carrier row
-    assert (rows["read"], rows["beyond_limit"], rows["input"]) == (40, 0, 80)
+    # a.parquet is all written (one carrier row counts it); b.parquet's last 10 are still to do.
+    assert rows["skipped_done"] == 40 and rows["out"] == 30
+    assert (rows["read"], rows["beyond_limit"], rows["input"]) == (30, 10, 80)
     ids = read_attributions(str(out)).column("id").to_pylist()
-    assert len(ids) == len(set(ids)) == 80
+    assert len(ids) == len(set(ids)) == 70
     run(config(model_dir, data / "b.parquet", out, "output.mode=overwrite"))
     assert len(read_attributions(str(out)).column("id")) == 40
 

@@ -22,8 +22,8 @@ from raysattr.io.scan import (
     scan_inputs,
 )
 from raysattr.io.sources import list_inputs, read_file
-from raysattr.pipeline.stages import read_files, skip_done
-from raysattr.pipeline.summary import CARRIER, SKIPPED
+from raysattr.pipeline.skipped import CARRIER, SKIPPED, LimitStage, skip_done
+from raysattr.pipeline.stages import read_files
 
 
 def _parquet(path: Path, ids: list, labels: list | None = None) -> Path:
@@ -253,12 +253,6 @@ def test_resume_after_only_a_later_copy_writes_the_first_copy(tmp_path):
     assert _positions(rows) == [("a.parquet", i) for i in range(4)]
     assert a in rows[0]["source"]
     assert (skipped, carriers) == (3, 1)
-    # Without carriers (under data.limit) a file with nothing to read sends no count.
-    copies = {"later_copies": scan.later_copies, "first_copies": scan.first_copies}
-    assert _read_counted(folder, "keep", resume=resume_keys(out), carriers=False, **copies)[1:] == (
-        0,
-        0,
-    )
 
 
 def test_resume_skips_unique_ids_by_id_even_when_the_files_moved(tmp_path):
@@ -333,7 +327,18 @@ def test_skipped_rows_are_counted_once_across_chunks():
         SKIPPED: 8,
     }
     assert carrier.column("sequence").null_count == 1
-    assert list(skip_done(none, carriers=False)) == []
+    # data.limit=3 over blocks as they arrive: 3 rows to read pass, carriers uncounted; the
+    # counts of the rows dropped go on in a carrier, so no count is lost.
+    limit = LimitStage(3)
+    blocks = [read, carrier, pa.concat_tables([carrier, read, read]), read]
+    passed = [limit(b) for b in blocks]
+    assert [p.column("source_row").to_pylist() for p in passed] == [[2, 5], [0], [0, 2, 5], [2]]
+    assert [p.column("read_code").to_pylist() for p in passed][2:] == [
+        [CARRIER, None, CARRIER],
+        [CARRIER],
+    ]
+    total = sum(pa.compute.sum(b.column(SKIPPED)).as_py() for b in blocks)
+    assert sum(pa.compute.sum(p.column(SKIPPED)).as_py() for p in passed) == total == 40
 
 
 def test_resume_keys_positions_are_position_keys(tmp_path):

@@ -32,6 +32,7 @@ from raysattr.pipeline.raylog import (
     session_log_dir,
 )
 from raysattr.pipeline.resources import check_output_shared, ensure_resources
+from raysattr.pipeline.skipped import LimitStage
 from raysattr.pipeline.stages import (
     AttributeStage,
     read_files,
@@ -145,13 +146,13 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume_refs: list | None, ru
         batch_format="pyarrow",
         fn_kwargs={
             "cfg": cfg,
-            **({} if resume_refs is None else _resume_kwargs(cfg, resume_refs)),
+            **({} if resume_refs is None else {"resume_refs": resume_refs}),
             "later_copies": checked.scan.later_copies,
             "first_copies": checked.scan.first_copies,
         },
     )
     if cfg.data.limit:
-        ds = ds.limit(cfg.data.limit)
+        ds = limit_rows(ds, cfg.data.limit, resume_refs is not None)
     # Tokenizing and writing run as tasks: Ray keeps their worker processes (and the tokenizer
     # each caches) warm between runs, where an actor pool starts fresh processes every run.
     ds = ds.map_batches(
@@ -176,11 +177,21 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume_refs: list | None, ru
     )
 
 
-def _resume_kwargs(cfg: RunConfig, resume_refs: list) -> dict:
-    """`_read_resuming`'s keys, and whether a file with nothing left to read sends its count of
-    rows already written on a carrier row: not under `data.limit`, which would count that row
-    as one read, so there such a file's rows are reported as `beyond_limit` (README)."""
-    return {"resume_refs": resume_refs, "carriers": not cfg.data.limit}
+def limit_rows(ds, limit: int, resuming: bool):
+    """The first `limit` rows to read (`data.limit`): Ray Data's `limit`, which stops the read
+    tasks early, or in a run that skips rows already written one `LimitStage` actor (no model,
+    a fraction of a CPU), which counts no carrier as a row read and lets every file be read
+    to its end, so that `skipped_done` counts every row already written (`pipeline.skipped`)."""
+    if not resuming:
+        return ds.limit(limit)
+    return ds.map_batches(
+        LimitStage,
+        fn_constructor_kwargs={"limit": limit},
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=0.1,
+        batch_size=None,
+        batch_format="pyarrow",
+    )
 
 
 def route_by_length(ds, c: ComputeConfig):
@@ -267,6 +278,7 @@ def _run_into(
     ensure_resources(cfg.compute, autoscaling)
     check_output_shared(cfg.output, ray.nodes())  # after the autoscaler added the actors' nodes
     done_refs, n_done = resume_key_refs(target.uri) if resume else (None, 0)
+    done_refs = done_refs if n_done else None  # nothing written yet: nothing to skip or count
     run_cfg = copy.deepcopy(cfg)
     run_cfg.output.uri = target.uri
     summary = _attribute(

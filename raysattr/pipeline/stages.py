@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import astuple
 from pathlib import Path
@@ -31,7 +31,8 @@ from raysattr.io.scan import mark_later_copies
 from raysattr.io.sources import read_file
 from raysattr.models import load_tokenizer
 from raysattr.models.check import scheme_tokenizer
-from raysattr.pipeline.summary import CARRIER, SKIPPED, RunSummary
+from raysattr.pipeline.skipped import SKIPPED, is_carrier, skip_done
+from raysattr.pipeline.summary import RunSummary
 from raysattr.tokenize import TokenizedRow, error_row
 
 FAULT_EXIT_ENV = "RAYSATTR_FAULT_EXIT_AT"  # "N": the attribute actor exits on its Nth batch...
@@ -44,7 +45,6 @@ def read_files(
     resume: ResumeKeys | None = None,
     later_copies: Mapping[str, Mapping[int, str]] | None = None,
     first_copies: Mapping[str, AbstractSet[int]] | None = None,
-    carriers: bool = True,
 ) -> Iterator[pa.Table]:
     """Read every file named in `batch["uri"]` (standard columns, `io.sources.read_file`).
 
@@ -53,13 +53,11 @@ def read_files(
         cfg: the run. With `data.duplicate_ids=error` each later copy of an id becomes a
             `duplicate_id` row (`read_code`) naming its first copy; with `keep` it is read as is.
         resume: what the output already holds; rows already written are skipped
-            (`ResumeKeys.pending`) and counted in a `summary.SKIPPED` column (`skip_done`).
+            (`ResumeKeys.pending`) and counted on the rows read (`skipped.skip_done`).
             None: nothing is skipped.
         later_copies: `InputScan.later_copies`: file URI -> {source_row: first copy's position}.
         first_copies: `InputScan.first_copies`: file URI -> source_rows of first copies. Without
             it a first copy is skipped on resume by its id alone.
-        carriers: a file with nothing left to read yields one `summary.CARRIER` row holding
-            its count (False: its count is dropped; see `plan.build_dataset`).
     """
     for uri in batch.column("uri").to_pylist():
         later = (later_copies or {}).get(uri, {})
@@ -69,64 +67,8 @@ def read_files(
             tables = (mark_later_copies(table, later) for table in tables)
         if resume is not None:
             masks = ((t, resume.pending(t, later, first)) for t in tables)
-            tables = skip_done(masks, carriers)
+            tables = skip_done(masks)
         yield from (table for table in tables if table.num_rows)
-
-
-def skip_done(
-    tables: Iterable[tuple[pa.Table, pa.BooleanArray]], carriers: bool = True
-) -> Iterator[pa.Table]:
-    """The rows to read of one file's tables, each with the count of rows skipped as already
-    written (`summary.SKIPPED`) just before it in the file; the file's last row to read also
-    counts those after it (one table is held back to find it).
-
-    Counting on the rows themselves brings the counts to the write stage's `RunSummary` along
-    the rows, and makes `data.limit` (after this stage) drop the counts of the rows it drops:
-    done rows met after the limit's cut are `beyond_limit`, like the rows to read there.
-
-    Args:
-        tables: (standard columns `[n]`, pending mask `[n]`) per chunk, in file order.
-        carriers: when no row is left to read, yield one `summary.CARRIER` row (the file's
-            first) holding the count.
-    """
-    held, skipped, first = None, 0, None
-    for table, pending in tables:
-        keep = pending.to_numpy(zero_copy_only=False)
-        done_before = np.cumsum(~keep)  # `[n]`: done rows up to each row, in this table
-        at = done_before[keep]  # `[kept]`: done rows before each kept row
-        counts = np.diff(at, prepend=0)
-        if len(at):
-            counts[0] += skipped
-            skipped = int(done_before[-1] - at[-1])
-        elif table.num_rows:
-            skipped += int(done_before[-1])
-        first = table.slice(0, 1) if first is None and table.num_rows else first
-        kept = table.filter(pending).append_column(SKIPPED, pa.array(counts, pa.int64()))
-        if kept.num_rows:
-            if held is not None:
-                yield held
-            held = kept
-    if held is not None:
-        last = held.column(SKIPPED).to_numpy().copy()
-        last[-1] += skipped
-        yield held.set_column(held.num_columns - 1, SKIPPED, pa.array(last))
-    elif skipped and carriers:
-        yield carrier_row(first, skipped)
-
-
-def carrier_row(row: pa.Table, skipped: int) -> pa.Table:
-    """`row` (standard columns, `[1]`) turned into the `summary.CARRIER` row of a file whose
-    `skipped` rows were all already written: an error row (not tokenized, not attributed) that
-    the write stage counts and never writes."""
-    marks = {
-        "read_error": "already written (summary.json rows.skipped_done); never written again",
-        "read_code": CARRIER,
-        "sequence": None,
-    }
-    for name, value in marks.items():
-        at = row.column_names.index(name)
-        row = row.set_column(at, name, pa.array([value], row.schema.field(name).type))
-    return row.append_column(SKIPPED, pa.array([skipped], pa.int64()))
 
 
 def length_bucket(n_tokens: int) -> int:
@@ -284,8 +226,8 @@ class AttributeStage:
         )
         provenance = {"run_id": self.run_id, "model_fingerprint": self.loaded.fingerprint}
         out = results_to_table(results, table, self.cfg.attribution.method, provenance)
-        # Carrier rows (`summary.CARRIER`) stand for no row attributed: no share of the call.
-        real = np.array([s != CARRIER for s in out.column("status").to_pylist()], bool)
+        # Carrier rows (`skipped.CARRIER`) stand for no row attributed: no share of the call.
+        real = ~is_carrier(out)
         share = real / max(int(real.sum()), 1)
         for name, total in zip(CALL_COLUMNS, totals, strict=True):
             out = out.append_column(name, pa.array(total * share))
@@ -327,9 +269,8 @@ class WriteStage:
         self.rundir = RunDir(output_uri)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        rows = table
-        if SKIPPED in table.column_names:  # a resumed run: carriers and counts are not results
-            rows = table.filter(pc.not_equal(table.column("status"), CARRIER))
+        carrier = is_carrier(table)  # a resumed run's carriers and counts are not results
+        rows = table.filter(pa.array(~carrier)) if carrier.any() else table
         internal = (*CALL_COLUMNS, SKIPPED)
         if rows.num_rows:
             self.rundir.write_part(

@@ -19,15 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raysattr.attribution.results import DELTA_EDGES
+from raysattr.pipeline.skipped import SKIPPED, is_carrier
 
 WORST_ROWS = 20  # unconverged rows named in summary.json and the report
 PACKED = "run_summary"  # the one column of a packed summary (`RunSummary.to_table`): JSON
-# A resumed run's read tasks count the input rows they skip as already written into this column
-# (`pipeline.stages.read_files`): each row carries the count of skipped rows just before it in
-# its file, a file's last row also those after it. A file with nothing left to read sends its
-# count on one carrier row with status `CARRIER`, which is never written.
-SKIPPED = "_skipped_done"
-CARRIER = "_already_done"
 
 
 class RunSummary:
@@ -128,17 +123,20 @@ class RunSummary:
         return out
 
     def _count_skipped(self, batch: pa.Table) -> pa.Table:
-        """Add the `SKIPPED` counts of `batch` (once per input row: a row repeats its count on
-        every target's output row) to `skipped_done`; returns `batch` without its carrier rows,
+        """Add the `SKIPPED` counts of `batch` to `skipped_done`: a carrier's, and a row's once
+        (it repeats on each target's output row); returns `batch` without its carrier rows,
         which stand for no row read."""
         if SKIPPED not in batch.column_names:
             return batch
-        keys = ("source", "source_row") if "source_row" in batch.column_names else ("id",)
-        rows = zip(*(batch.column(k).to_pylist() for k in keys), strict=True)
-        counts = dict(zip(rows, batch.column(SKIPPED).to_pylist(), strict=True))
-        self.skipped_done += sum(counts.values())
-        carrier = pc.equal(batch.column("status"), CARRIER)
-        return batch.filter(pc.invert(carrier)) if pc.any(carrier).as_py() else batch
+        carrier = is_carrier(batch)
+        counts = batch.column(SKIPPED).to_numpy(zero_copy_only=False)
+        self.skipped_done += int(counts[carrier].sum())
+        rows = batch.filter(pa.array(~carrier)) if carrier.any() else batch
+        keys = ("source", "source_row") if "source_row" in rows.column_names else ("id",)
+        positions = zip(*(rows.column(k).to_pylist() for k in keys), strict=True)
+        once = dict(zip(positions, rows.column(SKIPPED).to_pylist(), strict=True))
+        self.skipped_done += sum(once.values())
+        return rows
 
     def _convergence(self, batch: pa.Table) -> None:
         """Count unconverged and fp32-recomputed rows; keep the `WORST_ROWS` worst unconverged."""
