@@ -6,7 +6,8 @@ them into Ray Data, and tests can call them on a table directly.
 
 `AttributeStage` adds call accounting columns (`CALL_COLUMNS`: engine seconds, token positions,
 padding) that `WriteStage` strips before writing and returns with the per-row summary, which
-`write_block` sums into one packed `RunSummary` row per block.
+`write_block` sums into one packed `RunSummary` row per block; a resumed run's counts of rows
+already written (`skipped.SKIPPED`, from `read_files`) and its carrier rows go the same way.
 """
 
 from __future__ import annotations
