@@ -319,14 +319,23 @@ def _to_do(cfg: RunConfig, checked: Checked, n_done: int) -> int:
 
 
 def _attribute(ds, to_do: int) -> RunSummary:
-    """Consume the plan: the per-row summaries streamed back, with progress in input rows."""
+    """Consume the plan: the packed per-block summaries streamed back, with progress in input
+    rows.
+
+    Blocks are fetched from their refs, not through `iter_batches`: Ray Data's batch iterator
+    sends its whole `DatasetStats` (which grows with the blocks of the run, ~200 KB a call at
+    300k rows) to its stats actor every 5 s, and each such argument is written into the object
+    store by the driver, whose memory then keeps every store page it wrote (benchmarks/
+    driver_memory.py, docs/ARCHITECTURE.md "Driver memory").
+    """
     quiet_ray_data()
     summary = RunSummary()
     with StderrFilter(_driver_log()), Progress("attribute", to_do or None) as progress:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            before = summary.rows_read
-            summary.add(batch)
-            progress.update(summary.rows_read - before)
+        for bundle in ds.iter_internal_ref_bundles():
+            for block in ray.get(bundle.block_refs):
+                before = summary.rows_read
+                summary.add(block)
+                progress.update(summary.rows_read - before)
     return summary
 
 
