@@ -325,8 +325,8 @@ def _attribute(ds, to_do: int) -> RunSummary:
     Blocks are fetched from their refs, not through `iter_batches`: Ray Data's batch iterator
     sends its whole `DatasetStats` (which grows with the blocks of the run, ~200 KB a call at
     300k rows) to its stats actor every 5 s, and each such argument is written into the object
-    store by the driver, whose memory then keeps every store page it wrote (benchmarks/
-    driver_memory.py, docs/ARCHITECTURE.md "Driver memory").
+    store by the driver, whose memory then keeps every store page it wrote (docs/ARCHITECTURE.md
+    "The driver holds no per-row state").
     """
     quiet_ray_data()
     summary = RunSummary()
