@@ -532,8 +532,8 @@ def actors_section(w: Workload, s: Sizes, one: RunTiming, make) -> None:
     print(f"  load average {os.getloadavg()[0]:.2f}")
 
 
-def length_routing(quick: bool, routings: str) -> None:
-    """The length routing section alone (benchmarks/pipeline_routing.py)."""
+def length_routing(quick: bool, routings: str, rows: int) -> None:
+    """The length routing section alone (benchmarks/pipeline_routing.py) on `rows` proteins."""
     from pipeline_routing import routing_section
 
     quiet()
@@ -541,7 +541,7 @@ def length_routing(quick: bool, routings: str) -> None:
         routing_section(
             Path(tmp_name),
             repeats=1,
-            n_rows=1_000 if quick else 5_000,
+            n_rows=1_000 if quick else rows,
             routings=tuple(routings.split(",")),
         )
     ray.shutdown()
@@ -567,6 +567,12 @@ def main() -> None:
         default="window,sort,groupby,none",
         help="with --length-routing: the compute.length_routing values to run",
     )
+    parser.add_argument(
+        "--routing-rows",
+        type=int,
+        default=5_000,
+        help="with --length-routing: proteins in the set (the actor's start is a fixed cost)",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--scale-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -577,7 +583,7 @@ def main() -> None:
     if args.memory_scale:
         return memory_scale([int(n) for n in args.memory_scale.split(",")])
     if args.length_routing:
-        return length_routing(args.quick, args.routings)
+        return length_routing(args.quick, args.routings, args.routing_rows)
     quiet()
     s, started = sizes(args.quick), time.perf_counter()
     print(

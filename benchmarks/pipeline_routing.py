@@ -236,7 +236,7 @@ def routing_section(
 
 def _print_routing(n_rows: int, engine: dict, best: dict) -> None:
     head = f"  {'':<34}{'seconds':>8}{'rows/s':>8}{'x engine':>9}{'padding':>9}"
-    print(head + f"{'first s':>8}{'store MiB':>10}{'driver MiB':>11}")
+    print(head + f"{'first s':>8}{'after 1st':>10}{'store MiB':>10}{'driver MiB':>11}")
     e = engine["seconds"]
     print(
         f"  {'engine alone, pre-sorted':<34}{e:8.1f}{n_rows / e:8.0f}{1.0:9.2f}"
@@ -246,8 +246,14 @@ def _print_routing(n_rows: int, engine: dict, best: dict) -> None:
         print(
             f"  {'run(), length_routing=' + routing:<34}{r['seconds']:8.1f}"
             f"{n_rows / r['seconds']:8.0f}{e / r['seconds']:9.2f}{r['padding_fraction']:9.3f}"
-            f"{r['first']:8.1f}{r['store_mib']:10.0f}{r['driver_mib']:11.1f}"
+            f"{r['first']:8.1f}{e / (r['seconds'] - r['first']):10.2f}{r['store_mib']:10.0f}"
+            f"{r['driver_mib']:11.1f}"
         )
+    print(
+        "  (first s: seconds to the first result batch, mostly the actor's start: a new process"
+        " importing torch, transformers and raysattr, then the model load; after 1st: x engine"
+        " over the seconds after it)"
+    )
     print("  per bucket (window): bucket rows engine_s rows/s padding")
     for b in best.get("window", {}).get("buckets", []):
         rate = b["rows_per_s"] or 0.0
