@@ -74,6 +74,39 @@ def kill_pids(pids: list[int], grace_s: float = 3.0) -> None:
             time.sleep(0.2)
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid`'s live descendants (children, theirs, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    out, todo = [], [pid]
+    while todo:
+        found = children.get(todo.pop(), [])
+        out += found
+        todo += found
+    return out
+
+
+def kill_tree(pid: int, grace_s: float = 10.0) -> None:
+    """SIGKILL `pid` and every descendant (frozen first with SIGSTOP, so none forks or writes
+    meanwhile), and wait until they are gone: a Ray started in-process by a killed driver
+    otherwise finishes its running tasks after the driver died."""
+    pids = [pid, *descendants(pid)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        pids = list(dict.fromkeys([*pids, *descendants(pid)]))  # anything forked meanwhile
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -11,7 +11,7 @@ import pytest
 
 from raysattr.errors import LeaseHeldError, OutputError
 from raysattr.io.lease import LEASE_FILE, is_stale
-from raysattr.io.rundir import COMMIT_MARKER, RunDir
+from raysattr.io.rundir import COMMIT_MARKER, TMP_PREFIX, RunDir
 
 from .conftest import S3_BUCKET
 
@@ -113,3 +113,21 @@ def test_bad_json_names_the_file(tmp_path):
     folder.write_text("summary.json", "{nope")
     with pytest.raises(OutputError, match="summary.json is not valid JSON"):
         folder.read_json("summary.json")
+
+
+def test_a_write_without_the_lease_is_refused_and_leaves_nothing(folder):
+    # A killed driver's write tasks can finish after a resumed run took the lease over and read
+    # which rows were done: fenced on the lease, their rows are not written a second time.
+    block = pa.table({"id": ["a", "b"]})
+    with pytest.raises(OutputError, match="run old no longer holds the output's lease"):
+        folder.write_part(block, run_id="old")  # no lease at all
+    lease = folder.acquire_lease("new", ttl_s=60)
+    with pytest.raises(OutputError, match=r"\(run new does\)"):
+        folder.write_part(block, run_id="old")
+    assert folder.part_files() == []
+    assert not [p for p in folder.fs.find(folder.root) if TMP_PREFIX in p]
+    written = folder.write_part(block, run_id="new")
+    assert folder.part_files() == [written]
+    staging = folder.staging("new")  # a staging folder is its run's alone: no lease inside
+    assert staging.write_part(block, run_id="new") in staging.part_files()
+    lease.release()

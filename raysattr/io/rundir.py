@@ -172,9 +172,22 @@ class RunDir:
             p for p in self.fs.find(directory) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)
         )
 
-    def write_part(self, table: pa.Table) -> str:
+    def write_part(self, table: pa.Table, run_id: str | None = None) -> str:
         """Write one block of results as `attributions/part-<hash of its ids>.parquet`: a retried
-        block overwrites its own file instead of duplicating its rows. Returns the path."""
+        block overwrites its own file instead of duplicating its rows. Returns the path.
+
+        Args:
+            table: the block's result rows.
+            run_id: the writing run. Given, the block is written into an output folder only
+                while the folder's lease names this run (checked between writing the temporary
+                file and moving it into place): the write tasks of a driver killed with SIGKILL
+                may still finish after a resumed run took the lease over and read which rows
+                were done, and their rows would then be written twice. A staging folder
+                belongs to its run alone and needs no check.
+
+        Raises:
+            OutputError: another run holds the lease, or none does.
+        """
         keys = [str(i) for i in table.column("id").to_pylist()]
         if "source_row" in table.column_names:  # later copies of a duplicate id differ here
             rows = table.column("source_row").to_pylist()
@@ -183,10 +196,27 @@ class RunDir:
         directory = self.path(ATTRIBUTIONS)
         self.fs.makedirs(directory, exist_ok=True)
         path, tmp = f"{directory}/{PART_PREFIX}{name}.parquet", f"{directory}/{TMP_PREFIX}{name}"
-        with self.fs.open(f"{tmp}-{os.getpid()}.parquet", "wb") as handle:
+        tmp = f"{tmp}-{os.getpid()}.parquet"
+        with self.fs.open(tmp, "wb") as handle:
             pq.write_table(table, handle)
-        self.fs.mv(f"{tmp}-{os.getpid()}.parquet", path)  # atomic locally; PUT+copy on S3
+        if run_id is not None and not self.root.rsplit("/", 1)[-1].startswith(STAGING_PREFIX):
+            self._check_lease(run_id, tmp)
+        self.fs.mv(tmp, path)  # atomic locally; PUT+copy on S3
         return path
+
+    def _check_lease(self, run_id: str, tmp: str) -> None:
+        """Raise `OutputError` (removing `tmp`) unless this folder's lease names `run_id`."""
+        holder = Lease(self.fs, self.path(LEASE_FILE), run_id, 0).read()
+        if holder and holder.get("run_id") == run_id:
+            return
+        self.fs.rm(tmp)
+        raise OutputError(
+            f"run {run_id} no longer holds the output's lease ("
+            + (f"run {holder.get('run_id')} does" if holder else "no run does")
+            + "); this block of results was not written",
+            f"lease file {self.path(LEASE_FILE)}",
+            "nothing to do if that run was stopped: the run holding the lease writes these rows",
+        )
 
     def quarantine_unreadable_parts(self) -> list[str]:
         """Move part files whose parquet footer cannot be read to `quarantine/`; returns their

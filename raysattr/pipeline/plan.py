@@ -173,7 +173,7 @@ def build_dataset(cfg: RunConfig, checked: Checked, resume_refs: list | None, ru
         write_block,
         batch_size=None,
         batch_format="pyarrow",
-        fn_kwargs={"output_uri": cfg.output.uri},
+        fn_kwargs={"output_uri": cfg.output.uri, "run_id": run_id},
     )
 
 

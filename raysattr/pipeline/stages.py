@@ -110,12 +110,12 @@ def tokenize_block(table: pa.Table, cfg: RunConfig) -> pa.Table:
     return _TOKENIZERS[key](table)
 
 
-def write_block(table: pa.Table, output_uri: str) -> pa.Table:
+def write_block(table: pa.Table, output_uri: str, run_id: str | None = None) -> pa.Table:
     """`WriteStage` as a Ray task (it holds nothing worth keeping between blocks); returns the
     block's `RunSummary` packed in one row, so that what the driver receives does not grow
     with the rows of a block."""
     summary = RunSummary()
-    summary.add(WriteStage(output_uri)(table))
+    summary.add(WriteStage(output_uri, run_id)(table))
     return summary.to_table()
 
 
@@ -266,8 +266,8 @@ class WriteStage:
         SKIPPED,
     )
 
-    def __init__(self, output_uri: str):
-        self.rundir = RunDir(output_uri)
+    def __init__(self, output_uri: str, run_id: str | None = None):
+        self.rundir, self.run_id = RunDir(output_uri), run_id  # run_id: fence on the lease
 
     def __call__(self, table: pa.Table) -> pa.Table:
         carrier = is_carrier(table)  # a resumed run's carriers and counts are not results
@@ -275,6 +275,6 @@ class WriteStage:
         internal = (*CALL_COLUMNS, SKIPPED)
         if rows.num_rows:
             self.rundir.write_part(
-                rows.drop_columns([c for c in internal if c in rows.column_names])
+                rows.drop_columns([c for c in internal if c in rows.column_names]), self.run_id
             )
         return table.select([c for c in self.SUMMARY_COLUMNS if c in table.column_names])
