@@ -66,12 +66,17 @@ def session_pids(temp_dir: Path) -> list[int]:
 def kill_pids(pids: list[int], grace_s: float = 3.0) -> None:
     """SIGTERM, then SIGKILL what is left after `grace_s`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.time() + grace_s
-        while time.time() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.2)
+        _signal_and_wait(pids, sig, grace_s)
+
+
+def _signal_and_wait(pids: list[int], sig: int, grace_s: float) -> None:
+    """Send `sig` to `pids`, then wait up to `grace_s` for them to be gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
 
 
 def descendants(pid: int) -> list[int]:
@@ -97,14 +102,9 @@ def kill_tree(pid: int, grace_s: float = 10.0) -> None:
     meanwhile), and wait until they are gone: a Ray started in-process by a killed driver
     otherwise finishes its running tasks after the driver died."""
     pids = [pid, *descendants(pid)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        pids = list(dict.fromkeys([*pids, *descendants(pid)]))  # anything forked meanwhile
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, sig)
-    deadline = time.time() + grace_s
-    while time.time() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
+    _signal_and_wait(pids, signal.SIGSTOP, 0)
+    pids = list(dict.fromkeys([*pids, *descendants(pid)]))  # anything forked meanwhile
+    _signal_and_wait(pids, signal.SIGKILL, grace_s)
 
 
 def _alive(pid: int) -> bool:
