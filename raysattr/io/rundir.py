@@ -195,8 +195,8 @@ class RunDir:
         name = hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:20]
         directory = self.path(ATTRIBUTIONS)
         self.fs.makedirs(directory, exist_ok=True)
-        path, tmp = f"{directory}/{PART_PREFIX}{name}.parquet", f"{directory}/{TMP_PREFIX}{name}"
-        tmp = f"{tmp}-{os.getpid()}.parquet"
+        path = f"{directory}/{PART_PREFIX}{name}.parquet"
+        tmp = f"{directory}/{TMP_PREFIX}{name}-{os.getpid()}.parquet"
         with self.fs.open(tmp, "wb") as handle:
             pq.write_table(table, handle)
         if run_id is not None and not self.root.rsplit("/", 1)[-1].startswith(STAGING_PREFIX):

@@ -56,8 +56,8 @@ class RunResult:
     def one_line(self) -> str:
         s = self.summary
         errors = ", ".join(f"{k}={v}" for k, v in s["rows"]["error_by_code"].items()) or "none"
-        beyond = s["rows"].get("beyond_limit")
-        beyond = f", {beyond} beyond data.limit" if beyond else ""
+        n_beyond = s["rows"].get("beyond_limit")
+        beyond = f", {n_beyond} beyond data.limit" if n_beyond else ""
         return (
             f"raysattr: {s['rows']['out']} rows written ({s['rows']['ok']} ok, errors: "
             f"{errors}; {s['rows']['skipped_done']} already done{beyond}) in {s['wall_s']:.1f}s, "
